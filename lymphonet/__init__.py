@@ -1,0 +1,9 @@
+"""lymphonet: predict radiation-induced lymphopenia from dose, schedule and clinical features."""
+
+import os as _os
+
+# MLflow phones home on first use; lymphonet never lets it (set before any mlflow import).
+_os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+_os.environ.setdefault("DO_NOT_TRACK", "true")
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from lymphonet.cli import main
+
+sys.exit(main())

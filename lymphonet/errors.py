@@ -1,0 +1,68 @@
+"""Errors that name the patient, the file and the field.
+
+Every problem with user input is raised as :class:`InputError` (or a subclass), whose message always
+says *where* the problem is, so a user with hundreds of patients can fix the right row or file.
+Batch jobs catch :class:`InputError` per row, record ``status="error"`` with ``str(err)`` and go on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad user input: unreadable file, wrong units, missing column, NaN, out-of-range value.
+
+    Args:
+        message: What is wrong, in words a user can act on.
+        patient: Patient (or plan) id the problem belongs to, if known.
+        file: Path of the offending file, if any.
+        field: Column, DICOM attribute or structure name at fault, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        patient: str | None = None,
+        file: str | Path | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.patient = None if patient is None else str(patient)
+        self.file = None if file is None else str(file)
+        self.field = field
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.patient is not None:
+            where.append(f"patient {self.patient!r}")
+        if self.file is not None:
+            where.append(f"file {self.file!r}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        return f"{'; '.join(where)}: {self.message}" if where else self.message
+
+    def with_context(
+        self,
+        *,
+        patient: str | None = None,
+        file: str | Path | None = None,
+        field: str | None = None,
+    ) -> "InputError":
+        """Return a copy with missing context filled in (existing context wins)."""
+        return type(self)(
+            self.message,
+            patient=self.patient if self.patient is not None else patient,
+            file=self.file if self.file is not None else file,
+            field=self.field if self.field is not None else field,
+        )
+
+
+class GeometryError(InputError):
+    """Volumes that should share a grid (dose, masks) do not, or frames of reference differ."""
+
+
+class UnitError(InputError):
+    """A quantity comes in units lymphonet cannot convert without an explicit statement."""
