@@ -1,0 +1,98 @@
+"""Shared helpers of the DICOM RT readers: robust file reading and attribute access.
+
+Every helper turns pydicom failures into :class:`~lymphonet.errors.InputError` naming the patient
+(as given by the caller, never read from the file), the file and the DICOM attribute at fault.
+Patient identifiers in the file (PatientName, PatientID, PatientBirthDate) are never copied anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lymphonet.errors import InputError
+
+#: Fields that identify a person; readers must never copy them into outputs.
+IDENTIFYING_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
+                      "PatientAddress", "PatientTelephoneNumbers")
+
+
+def read_dataset(path: str | Path, *, patient: str | None = None,
+                 stop_before_pixels: bool = False) -> Any:
+    """Read a DICOM file with pydicom, tolerating a missing 128-byte preamble.
+
+    A file without the preamble / ``DICM`` prefix (allowed in older exports) is re-read with
+    ``force=True``. Anything pydicom cannot parse becomes an :class:`InputError`.
+
+    Args:
+        path: File to read.
+        patient: Patient id for error messages (not read from the file).
+        stop_before_pixels: Skip the pixel data (fast header-only read).
+
+    Returns:
+        The ``pydicom.Dataset``.
+
+    Raises:
+        InputError: The file is missing, truncated or not DICOM.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file does not exist", patient=patient, file=path)
+    try:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        except InvalidDicomError:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        # Force decoding of every (lazily parsed) element now, so truncation surfaces here.
+        for _ in ds.iterall():
+            pass
+    except InputError:
+        raise
+    except Exception as exc:  # pydicom raises many types (EOFError, ValueError, struct.error...)
+        raise InputError(f"cannot read DICOM file ({type(exc).__name__}: {exc}); it may be "
+                         "truncated or not DICOM", patient=patient, file=path) from exc
+    return ds
+
+
+def require_modality(ds: Any, expected: str, path: str | Path, patient: str | None) -> None:
+    """Raise :class:`InputError` (field ``Modality``) unless ``ds.Modality == expected``."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality != expected:
+        shown = modality or "missing"
+        raise InputError(f"expected a DICOM {expected} file, got Modality {shown!r}",
+                         patient=patient, file=path, field="Modality")
+
+
+def get_required(ds: Any, keyword: str, path: str | Path, patient: str | None) -> Any:
+    """Return attribute ``keyword`` of ``ds``; :class:`InputError` naming it when absent/empty."""
+    value = ds.get(keyword, None)
+    if value is None or (hasattr(value, "__len__") and len(value) == 0):
+        raise InputError(f"required DICOM attribute {keyword} is missing or empty",
+                         patient=patient, file=path, field=keyword)
+    return value
+
+
+def to_floats(value: Any, keyword: str, path: str | Path, patient: str | None,
+              n: int | None = None) -> list[float]:
+    """Convert a DICOM DS/IS value (single or multi-valued) to floats, checking the count."""
+    items = list(value) if hasattr(value, "__iter__") and not isinstance(value, str) else [value]
+    try:
+        out = [float(v) for v in items]
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{keyword} holds non-numeric values {items!r}", patient=patient,
+                         file=path, field=keyword) from exc
+    if n is not None and len(out) != n:
+        raise InputError(f"{keyword} must have {n} values, got {len(out)}", patient=patient,
+                         file=path, field=keyword)
+    return out
+
+
+def uid_str(value: Any) -> str | None:
+    """A UID as a stripped string, or None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None

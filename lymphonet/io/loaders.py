@@ -1,0 +1,102 @@
+"""Format-independent entry points: read a dose or a structure set from whatever the user has.
+
+``read_dose`` takes DICOM RTDOSE or a NIfTI / NRRD / MHA volume in Gy; ``read_structures`` takes a
+DICOM RTSTRUCT (rasterised onto the dose grid) or a label map with its JSON names, and returns masks
+under canonical organ names (clinic names that match nothing are kept as they are and reported).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lymphonet.errors import InputError
+from lymphonet.io.volume import StructureSet, Volume
+
+log = logging.getLogger(__name__)
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if any(name.endswith(s) for s in VOLUME_SUFFIXES):
+        return "volume"
+    if name.endswith(".dcm") or path.is_file() and _looks_like_dicom(path):
+        return "dicom"
+    return "unknown"
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_dose(path: str | Path, *, patient: str | None = None,
+              prescription_gy: float | None = None) -> Volume:
+    """Read a total-course dose in Gy from DICOM RTDOSE or a NIfTI / NRRD / MHA volume.
+
+    Raises:
+        InputError: Unknown format, unreadable file, wrong units or non-finite dose.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", patient=patient, file=path, field="dose_path")
+    kind = _kind(path)
+    if kind == "volume":
+        from lymphonet.io.nifti import read_volume
+
+        return read_volume(path, units="Gy", patient=patient)
+    if kind == "dicom":
+        from lymphonet.io.dicom import read_rtdose
+
+        return read_rtdose(path, prescription_gy=prescription_gy, patient=patient)
+    raise InputError(f"unknown dose format (expected DICOM RTDOSE or one of {VOLUME_SUFFIXES})",
+                     patient=patient, file=path, field="dose_path")
+
+
+def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
+                    patient: str | None = None, canonical: bool = True) -> StructureSet:
+    """Read structures onto ``grid`` and (by default) rename them to canonical organs.
+
+    Args:
+        path: DICOM RTSTRUCT, or a label map (``X.nii.gz`` with names in ``X.json``).
+        grid: The dose volume; masks are produced on its grid (RTSTRUCT is rasterised; a label map
+            must already be on it).
+        structure_map: A :class:`~lymphonet.io.structure_map.StructureMap`, a path to a YAML map, or
+            None for the built-in map.
+        patient: Patient id for error messages.
+        canonical: If False, return the names as they are in the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", patient=patient, file=path, field="structures_path")
+    kind = _kind(path)
+    if kind == "volume":
+        from lymphonet.io.nifti import read_label_map
+
+        structures = read_label_map(path, grid=grid, patient=patient)
+    elif kind == "dicom":
+        from lymphonet.io.dicom import read_rtstruct
+
+        structures = read_rtstruct(path, grid, patient=patient)
+    else:
+        raise InputError("unknown structure format (expected DICOM RTSTRUCT or a label map)",
+                         patient=patient, file=path, field="structures_path")
+    if not canonical:
+        return structures
+    from lymphonet.io.structure_map import StructureMap
+
+    if structure_map is None:
+        smap = StructureMap.default()
+    elif isinstance(structure_map, (str, Path)):
+        smap = StructureMap.from_yaml(structure_map)
+    else:
+        smap = structure_map
+    mapped, report = smap.apply(structures)
+    log.debug("structure mapping for %s: %s", patient or path.name, report)
+    return mapped
