@@ -20,8 +20,8 @@ __all__ = [
     "dose_histogram",
     "dvh_stats",
     "dvh_table",
-    "mean_body_dose_gy",
-    "edic_gy",
     "edic_body_coefficient",
     "edic_from_structures",
+    "edic_gy",
+    "mean_body_dose_gy",
 ]

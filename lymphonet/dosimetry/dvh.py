@@ -23,13 +23,17 @@ Masks must be boolean (a label map passed by mistake would otherwise be read sil
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lymphonet.errors import GeometryError, InputError
 from lymphonet.io.volume import StructureSet, Volume
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DVH",
@@ -146,6 +150,15 @@ def _check_voxel_cc(voxel_cc: float) -> float:
     return voxel_cc
 
 
+def _edges(n_bins: int, bin_width_gy: float) -> np.ndarray:
+    """``n_bins + 1`` edges ``i * bin_width_gy``; for widths 1/m (0.01, 0.25, ...) computed as i / m so
+    that each edge is the double nearest its decimal value (0.35, not 0.35000000000000003)."""
+    per_gy = round(1.0 / bin_width_gy)
+    if per_gy >= 1 and abs(per_gy * bin_width_gy - 1.0) < 1e-12:
+        return np.arange(n_bins + 1, dtype=np.float64) / per_gy
+    return np.arange(n_bins + 1, dtype=np.float64) * bin_width_gy
+
+
 def cumulative_dvh(
     dose_gy: np.ndarray,
     mask: np.ndarray | None,
@@ -179,12 +192,12 @@ def cumulative_dvh(
     values = _masked_values(dose_gy, mask)
     if max_dose_gy is None:
         top = float(values.max()) if values.size else 0.0
-        n_bins = int(math.floor(top / bin_width_gy)) + 1
+        n_bins = math.floor(top / bin_width_gy) + 1
     else:
         if not (math.isfinite(max_dose_gy) and max_dose_gy > 0):
             raise InputError(f"max_dose_gy must be > 0, got {max_dose_gy}", field="max_dose_gy")
-        n_bins = max(1, int(math.ceil(max_dose_gy / bin_width_gy - _RANK_EPS)))
-    edges = np.arange(n_bins + 1, dtype=np.float64) * bin_width_gy
+        n_bins = max(1, math.ceil(max_dose_gy / bin_width_gy - _RANK_EPS))
+    edges = _edges(n_bins, bin_width_gy)
     v = values.astype(np.float64, copy=False)
     # Bin index = number of edges <= dose, minus one; clipped so doses beyond the last edge land in an
     # overflow slot n_bins. The floor is corrected by one step either way to make it exact against
@@ -334,7 +347,7 @@ def _dose_source(dose: Volume) -> str | None:
 
 
 def dvh_table(dose: Volume, structures: StructureSet, *, patient: str | None = None,
-              **kw) -> "pandas.DataFrame":  # noqa: F821
+              **kw) -> pd.DataFrame:
     """DVH statistics of every structure, one row each.
 
     Args:

@@ -1,8 +1,7 @@
 """EDIC: the effective dose to the circulating immune cells (Jin et al.).
 
-Jin and colleagues model the dose received by the circulating lymphocyte pool as a weighted sum of the
-mean doses to the organs holding most of the blood in the irradiated region, the body term growing
-with the number of fractions (more fractions expose more of the blood pool to small doses):
+Jin and colleagues estimate the dose to the circulating lymphocyte pool as a weighted sum of mean
+organ doses, with a body term whose weight grows with the number of fractions:
 
     EDIC = 0.12 MLD + 0.08 MHD + [0.45 + 0.35 * 0.85 * sqrt(n / 45)] * MBD
 
@@ -12,21 +11,21 @@ fractions. At n = 45 the body coefficient is 0.45 + 0.2975 = 0.7475.
 References:
     Jin JY, Hu C, Xiao Y, et al. Higher radiation dose to the immune cells correlates with worse tumor
     control and overall survival in patients with stage III NSCLC: a secondary analysis of RTOG0617.
-    Cancers (Basel) 2021;13(24):6193 (formula as applied there; earlier EDIC work by the same group,
-    e.g. Jin JY et al., Radiother Oncol 2020;144:105-113, introduces the lymphopenia modelling
-    framework). The coefficients above are those of lymphonet's design notes (DESIGN.md §4.1).
+    Cancers (Basel) 2021;13:6193. The EDIC model itself was proposed earlier by Jin et al.; the
+    coefficients above are taken as written in lymphonet's design notes (DESIGN.md §4.1), which also
+    quote published EDIC medians (5.6-6.3 Gy in RTOG 0617).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lymphonet.dosimetry.dvh import require_structures_on_dose_grid, mean_body_dose_gy
+from lymphonet.dosimetry.dvh import mean_body_dose_gy, require_structures_on_dose_grid
 from lymphonet.errors import InputError
 from lymphonet.io.volume import StructureSet, Volume
 from lymphonet.organs import PAIRED
 
-__all__ = ["edic_gy", "edic_body_coefficient", "edic_from_structures"]
+__all__ = ["edic_body_coefficient", "edic_from_structures", "edic_gy"]
 
 #: Weights of the mean lung and heart doses (Jin et al.).
 LUNG_WEIGHT = 0.12

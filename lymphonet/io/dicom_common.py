@@ -2,7 +2,7 @@
 
 Every helper turns pydicom failures into :class:`~lymphonet.errors.InputError` naming the patient
 (as given by the caller, never read from the file), the file and the DICOM attribute at fault.
-Patient identifiers in the file (PatientName, PatientID, PatientBirthDate) are never copied anywhere.
+Patient identifiers in the file (PatientName, PatientID, PatientBirthDate) are never copied.
 """
 
 from __future__ import annotations
@@ -46,15 +46,38 @@ def read_dataset(path: str | Path, *, patient: str | None = None,
             ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
         except InvalidDicomError:
             ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
-        # Force decoding of every (lazily parsed) element now, so truncation surfaces here.
-        for _ in ds.iterall():
-            pass
-    except InputError:
-        raise
+        _check_complete(ds)
+    except InputError as err:
+        raise err.with_context(patient=patient, file=path) from None
     except Exception as exc:  # pydicom raises many types (EOFError, ValueError, struct.error...)
         raise InputError(f"cannot read DICOM file ({type(exc).__name__}: {exc}); it may be "
                          "truncated or not DICOM", patient=patient, file=path) from exc
     return ds
+
+
+def _check_complete(ds: Any) -> None:
+    """Raise :class:`InputError` when an element holds fewer bytes than its header declares.
+
+    pydicom reads a truncated file without complaint and keeps the short value; walking the raw
+    (not yet converted) elements finds the cut without converting any value.
+    """
+    for tag in ds.keys():  # noqa: SIM118 (iterating ds would convert every value)
+        elem = ds.get_item(tag)
+        value = getattr(elem, "value", None)
+        length = getattr(elem, "length", None)
+        if isinstance(value, (bytes, bytearray)) and length not in (None, 0xFFFFFFFF):
+            if len(value) < length:
+                raise InputError(f"element {elem.tag} holds {len(value)} of its {length} bytes: "
+                                 "the file is truncated", field=_keyword(elem.tag))
+        elif getattr(elem, "VR", None) == "SQ" and not isinstance(value, (bytes, bytearray)):
+            for item in value or []:
+                _check_complete(item)
+
+
+def _keyword(tag: Any) -> str:
+    from pydicom.datadict import keyword_for_tag
+
+    return keyword_for_tag(tag) or str(tag)
 
 
 def require_modality(ds: Any, expected: str, path: str | Path, patient: str | None) -> None:
@@ -91,7 +114,7 @@ def to_floats(value: Any, keyword: str, path: str | Path, patient: str | None,
 
 
 def uid_str(value: Any) -> str | None:
-    """A UID as a stripped string, or None."""
+    """Return a UID as a stripped string, or None when empty."""
     if value is None:
         return None
     text = str(value).strip()

@@ -4,7 +4,7 @@ Conversions done here and nowhere else:
 
 * value = stored pixel x ``DoseGridScaling`` (pydicom's ``pixel_array`` decodes every transfer
   syntax pydicom supports, big-endian and RLE included; SimpleITK would drop the scaling).
-* ``DoseUnits``: ``GY`` as is; ``CGY`` (not a DICOM defined term, but written by some systems) / 100;
+* ``DoseUnits``: ``GY`` as is; ``CGY`` (not a DICOM defined term, but some systems write it) / 100;
   ``RELATIVE`` is refused unless the caller states a prescription, see :func:`read_rtdose`.
 * Geometry (DICOM PS3.3 C.7.6.2 and C.8.8.3.2): ``ImagePositionPatient`` is the centre of the first
   voxel of the first frame; ``ImageOrientationPatient`` gives the row direction (increasing column
@@ -22,8 +22,13 @@ from typing import Any
 import numpy as np
 
 from lymphonet.errors import GeometryError, InputError, UnitError
-from lymphonet.io.dicom_common import (get_required, read_dataset, require_modality, to_floats,
-                                       uid_str)
+from lymphonet.io.dicom_common import (
+    get_required,
+    read_dataset,
+    require_modality,
+    to_floats,
+    uid_str,
+)
 from lymphonet.io.volume import Volume
 
 #: Absolute tolerance (mm) when comparing frame offsets and positions.
@@ -40,8 +45,8 @@ def read_rtdose(path: str | Path, *, prescription_gy: float | None = None,
         path: RTDOSE file (with or without the 128-byte preamble).
         prescription_gy: Only for ``DoseUnits == "RELATIVE"``: the reference dose in Gy. The rule is
             dose_gy = stored pixel x DoseGridScaling x ``prescription_gy``, i.e. relative values are
-            read as *fractions* (1.0 = reference), as DICOM stores them; a file whose relative values
-            are percent needs ``prescription_gy / 100``. Ignored for absolute units.
+            read as *fractions* (1.0 = reference), as DICOM stores them; a file whose relative
+            values are percent needs ``prescription_gy / 100``. Ignored for absolute units.
         patient: Patient id used in error messages only.
 
     Returns:
@@ -122,7 +127,7 @@ def _unit_factor(ds: Any, prescription_gy: float | None, path: str | Path,
 
 
 def _pixels(ds: Any, path: str | Path, patient: str | None) -> np.ndarray:
-    """Stored pixel values as an array of shape (frames, rows, cols)."""
+    """Decode the stored pixel values to an array of shape (frames, rows, cols)."""
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise InputError("the file holds no pixel data", patient=patient, file=path,
                          field="PixelData")

@@ -16,10 +16,14 @@ contour-plane spacing):
 * **Between planes (z).** Each contour plane stands for a slab of thickness ``t`` centred on it,
   ``t`` = median spacing of the ROI's contour planes (for a single-plane ROI, the median plane
   spacing of the whole file, else one dose slice). A dose plane takes the region of the contour
-  plane whose slab ``[z_c - t/2, z_c + t/2)`` contains its centre (nearest-neighbour interpolation
-  in z). The ROI's z-extent is thus preserved, and dose planes in a gap wider than ``t`` between
-  contour planes stay empty. When contour planes coincide with dose planes (the usual case: dose
-  grid aligned to the CT) each dose plane simply takes its own contours.
+  plane whose slab contains its centre (nearest-neighbour interpolation in z). Slabs are half-open
+  in slice-index order, ``[k_c - t/2dz, k_c + t/2dz)``, so a dose plane exactly between two contour
+  planes goes to one of them and n contour planes t apart cover n t of dose planes. The ROI's
+  z-extent is thus preserved, and dose planes in a gap wider than ``t`` between contour planes stay
+  empty. When contour planes coincide with dose planes (the usual case: dose grid aligned to the
+  CT) each dose plane simply takes its own contours.
+* **Result on the breast-boost case** (dose planes = contour planes, 2.5 mm pixels): volumes and
+  mean doses of all nine ROIs agree with dicompyler-core 0.5.6 to within 0.3% (large ROIs to 0.02%).
 * Only axial dose grids are supported (slices perpendicular to patient z; in-plane rotation and
   flips are fine); other grids raise :class:`~lymphonet.errors.GeometryError`.
 * ROIs with no voxel on the grid (no contours, contours outside the grid, point ROIs) get no mask
@@ -28,8 +32,9 @@ contour-plane spacing):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +44,8 @@ from lymphonet.io.volume import StructureSet, Volume
 
 #: Tolerance in voxel-index units for slab boundaries and plane grouping.
 _EPS_INDEX = 1e-4
+#: DICOM tag of ContourData (3006,0050).
+_CONTOUR_DATA = 0x30060050
 
 
 def read_rtstruct(path: str | Path, grid: Volume, *, patient: str | None = None,
@@ -207,12 +214,7 @@ def _roi_contours(ds: Any, **ctx: Any) -> dict[int, list[np.ndarray]]:
             kind = str(contour.get("ContourGeometricType", "") or "").strip().upper()
             if kind != "CLOSED_PLANAR":
                 continue
-            data = contour.get("ContourData", None) or []
-            try:
-                pts = np.asarray([float(v) for v in data], dtype=float)
-            except (TypeError, ValueError) as exc:
-                raise InputError("ContourData holds non-numeric values", field="ContourData",
-                                 **ctx) from exc
+            pts = _contour_points(contour, number, **ctx)
             if pts.size % 3 or not np.all(np.isfinite(pts)):
                 raise InputError(f"ContourData of ROI {number} has {pts.size} values (not a "
                                  "multiple of 3) or non-finite values", field="ContourData",
@@ -220,6 +222,28 @@ def _roi_contours(ds: Any, **ctx: Any) -> dict[int, list[np.ndarray]]:
             if pts.size >= 9:
                 out.setdefault(number, []).append(pts.reshape(-1, 3))
     return out
+
+
+def _contour_points(contour: Any, number: int, **ctx: Any) -> np.ndarray:
+    """ContourData as a flat float array, parsed from the raw text when possible.
+
+    pydicom turns each DS value into a Python object (about 10 us each; a body contour set has
+    10^5 to 10^6 values), so the raw backslash-separated text is parsed with numpy instead.
+    """
+    if _CONTOUR_DATA not in contour:
+        return np.zeros(0)
+    elem = contour.get_item(_CONTOUR_DATA)
+    raw = getattr(elem, "value", None)
+    try:
+        if isinstance(raw, (bytes, bytearray)):
+            text = bytes(raw).rstrip(b"\x00 ").decode("ascii").replace("\\", " ")
+            return np.array(text.split(), dtype=float)
+        value = contour.ContourData  # already converted by pydicom
+        values = [value] if isinstance(value, (str, int, float)) else value
+        return np.asarray([float(v) for v in values], dtype=float)
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"ContourData of ROI {number} holds non-numeric values",
+                         field="ContourData", **ctx) from exc
 
 
 def _check_frame_of_reference(ds: Any, grid: Volume, names: dict[int, str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -61,6 +62,29 @@ def test_dose_exactly_on_an_edge_counts_as_receiving_it():
     dvh = cumulative_dvh(np.full((2, 2, 2), 1.5), None, 1.0, bin_width_gy=0.25)
     np.testing.assert_array_equal(dvh.volume_cc[:7], 8.0)
     np.testing.assert_array_equal(dvh.volume_cc[7:], 0.0)
+
+
+@pytest.mark.parametrize("dose_gy", [0.29, 0.35, 0.41, 0.58, 0.69])
+def test_decimal_doses_on_centigray_edges_are_binned_exactly(dose_gy):
+    # i * 0.01 and dose / 0.01 both round the wrong way for these values; the edges are i / 100.
+    dvh = cumulative_dvh(np.full((1, 1, 3), dose_gy), None, 1.0)
+    i = round(dose_gy * 100)
+    assert dvh.dose_edges_gy[i] == dose_gy
+    assert dvh.volume_at_cc(dose_gy) == 3.0
+    np.testing.assert_array_equal(dvh.volume_cc[: i + 1], 3.0)
+    np.testing.assert_array_equal(dvh.volume_cc[i + 1:], 0.0)
+
+
+@pytest.mark.parametrize("bin_width_gy", [0.07, 0.3])
+def test_doses_on_and_just_below_edges_of_odd_bin_widths(bin_width_gy):
+    edges = cumulative_dvh(np.full((1, 1, 1), 30.0), None, 1.0,
+                           bin_width_gy=bin_width_gy).dose_edges_gy
+    on = edges[1:60]
+    below = np.nextafter(on, 0.0)  # dose / width rounds up to the edge index for many of these
+    values = np.concatenate([on, below]).reshape(1, 2, -1)
+    dvh = cumulative_dvh(values, None, 1.0, bin_width_gy=bin_width_gy)
+    brute = (values.ravel()[None, :] >= dvh.dose_edges_gy[:, None]).sum(axis=1)
+    np.testing.assert_array_equal(dvh.volume_cc, brute)
 
 
 def test_linear_ramp_closed_forms():
@@ -161,13 +185,18 @@ def test_properties(dm, voxel_cc):
     brute = (values[None, :] >= dvh.dose_edges_gy[:, None]).sum(axis=1) * voxel_cc
     np.testing.assert_allclose(dvh.volume_cc, brute, rtol=1e-12)
 
+    on_grid = np.round(dose, 2)  # doses on the 0.01 Gy edges: the worst case for rounding
+    fine = cumulative_dvh(on_grid, mask, voxel_cc)
+    brute = (on_grid[mask][None, :] >= fine.dose_edges_gy[:, None]).sum(axis=1) * voxel_cc
+    np.testing.assert_allclose(fine.volume_cc, brute, rtol=1e-12)
+
     xs = (0, 1, 2, 5, 25, 50, 75, 95, 98, 100)
     s = dvh_stats(dose, mask, voxel_cc, d_percent=xs, v_gy=(0, 10))
     assert s["volume_cc"] == pytest.approx(values.size * voxel_cc)
     assert s["v0gy_cc"] == pytest.approx(s["volume_cc"]) and s["v0gy_pct"] == 100.0
     assert s["min_gy"] - 1e-9 <= s["mean_gy"] <= s["max_gy"] + 1e-9
     dx = [s[f"d{x}_gy"] for x in xs]
-    assert all(a >= b for a, b in zip(dx, dx[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(dx))
     assert dx[0] == s["max_gy"] and dx[-1] == s["min_gy"]
     for x, d in zip(xs, dx):  # defining property of Dx%
         assert np.mean(values >= d) * 100 >= x - 1e-9

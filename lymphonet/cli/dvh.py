@@ -1,0 +1,50 @@
+"""``lymphonet dvh``: DVH statistics per structure, one CSV row each."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dvh", help="DVH statistics per structure (CSV)",
+        description="Read a dose (DICOM RTDOSE or NIfTI/NRRD/MHA, Gy) and structures (DICOM "
+                    "RTSTRUCT or a label map with JSON names) and write one row per structure: "
+                    "volume_cc, mean/min/max, D95, D2cc, V5Gy and more.")
+    p.add_argument("--dose", required=True, type=Path, help="dose file (total course, Gy)")
+    p.add_argument("--structures", required=True, type=Path, help="RTSTRUCT or label map")
+    p.add_argument("--structure-map", type=Path, default=None,
+                   help="YAML mapping clinic names to canonical organs (default: built-in map)")
+    p.add_argument("--raw-names", action="store_true",
+                   help="keep the structure names of the file instead of canonical organ names")
+    p.add_argument("--prescription-gy", type=float, default=None,
+                   help="needed only for RTDOSE with DoseUnits RELATIVE")
+    p.add_argument("--fractions", type=int, default=None,
+                   help="number of fractions: adds EDIC (needs lungs, heart, body)")
+    p.add_argument("--out", type=Path, default=None, help="CSV path (default: print to stdout)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lymphonet.dosimetry.dvh import dvh_table
+    from lymphonet.io.loaders import read_dose, read_structures
+
+    dose = read_dose(args.dose, prescription_gy=args.prescription_gy)
+    structures = read_structures(args.structures, dose, structure_map=args.structure_map,
+                                 canonical=not args.raw_names)
+    table = dvh_table(dose, structures)
+    if args.fractions is not None:
+        from lymphonet.dosimetry.edic import edic_from_structures
+
+        canonical = structures if not args.raw_names else read_structures(
+            args.structures, dose, structure_map=args.structure_map)
+        edic = edic_from_structures(dose, canonical, args.fractions)
+        print(f"EDIC: {float(edic):.3f} Gy ({args.fractions} fractions)")
+    if args.out is None:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {len(table)} structures to {args.out}")
+    return 0
