@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,7 @@ def _nifti_array(path: Path, patient, field) -> np.ndarray:
 
     try:
         array = np.asanyarray(nib.load(str(path)).dataobj)
-    except Exception as err:  # nibabel raises many types for corrupt files
+    except (OSError, ValueError, EOFError, zlib.error, nib.filebasedimages.ImageFileError) as err:
         raise InputError(f"cannot read NIfTI voxel data ({err})", patient=patient, file=path,
                          field=field) from None
     if array.ndim == 4 and array.shape[3] == 1:
@@ -261,7 +262,7 @@ def read_label_map(
     if grid is not None:
         grid.require_same_grid(volume, what="label map", patient=patient, file=path,
                                field="labels")
-    present = set(int(v) for v in np.unique(labels)) - {0}
+    present = {int(v) for v in np.unique(labels)} - {0}
     masks: dict[str, np.ndarray] = {}
     empty: list[str] = []
     for name, label in sorted(label_names.items(), key=lambda item: item[1]):
