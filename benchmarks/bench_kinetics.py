@@ -1,0 +1,82 @@
+"""Benchmark: 10,000 patients x 365 days through the kinetics layer (target < 1 s, 2 CPU cores).
+
+Run: ``python benchmarks/bench_kinetics.py [--patients 10000] [--days 365] [--threads 2]``.
+Prints forward and forward+backward wall times (best of ``--repeats``) in float32 and float64.
+Each patient has its own schedule (5-35 weekday fractions), per-fraction blood-dose quantiles
+(Q = 32), lymphoid-organ doses, beam-on time and chemotherapy arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from lymphonet.kinetics import N_PARAMS, KineticsInputs, LymphocyteKinetics, weekday_fraction_days
+
+
+def make_batch(n: int, n_q: int = 32, seed: int = 0, dtype=torch.float32) -> KineticsInputs:
+    """Random but plausible batch of ``n`` patients."""
+    rng = np.random.default_rng(seed)
+    n_fx = rng.choice([5, 15, 25, 30, 35], size=n)
+    k = int(n_fx.max())
+    days = np.zeros((n, k))
+    mask = np.zeros((n, k), dtype=bool)
+    for i, m in enumerate(n_fx):
+        days[i, :m] = weekday_fraction_days(int(m))
+        mask[i, :m] = True
+    exposed = rng.uniform(0.05, 0.5, size=(n, 1))
+    levels = (np.arange(n_q) + 0.5) / n_q
+    blood = np.where(levels > 1 - exposed, rng.uniform(0.2, 2.0, size=(n, 1)), 0.0)
+    lym = np.sort(rng.uniform(0, 2.0, size=(n, 4, n_q)), axis=-1)
+    t = lambda a: torch.as_tensor(a, dtype=dtype)
+    return KineticsInputs(
+        blood_dose_q_gy=t(blood), fraction_days=t(days), fraction_mask=torch.as_tensor(mask),
+        baseline_alc=t(rng.uniform(1.0, 3.0, size=n)), lymphoid_dose_q_gy=t(lym),
+        lymphoid_coverage=t(rng.uniform(0.1, 1.0, size=(n, 4))),
+        beam_on_s=t(np.full((n, k), 120.0)), chemo=torch.as_tensor(rng.integers(0, 3, size=n)),
+    )
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, default=10_000)
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = LymphocyteKinetics(n_days=args.days)
+    print(f"kinetics benchmark: {args.patients} patients x {args.days} days, "
+          f"{args.threads} threads, target < 1 s forward")
+    for dtype in (torch.float32, torch.float64):
+        inputs = make_batch(args.patients, dtype=dtype)
+        theta = 0.3 * torch.randn(args.patients, N_PARAMS, dtype=dtype)
+
+        def fwd(inputs=inputs, theta=theta):
+            with torch.no_grad():
+                model(inputs, theta)
+
+        def fwd_bwd(inputs=inputs, theta=theta):
+            th = theta.clone().requires_grad_(True)
+            model(inputs, th).alc.sum().backward()
+
+        fwd()  # warm-up
+        t_f, t_fb = best_of(fwd, args.repeats), best_of(fwd_bwd, args.repeats)
+        ok = "OK" if t_f < 1.0 else "SLOWER THAN TARGET"
+        print(f"  {dtype!s:14s} forward {t_f:6.3f} s [{ok}]   forward+backward {t_fb:6.3f} s")
+
+
+if __name__ == "__main__":
+    main()
