@@ -1,0 +1,219 @@
+"""Plan features: what the mechanistic layer (and the hybrid model) needs from one plan.
+
+A plan (course dose map + canonical structures + schedule) is reduced once to:
+
+* the per-fraction dose distribution of circulating blood, as quantiles (blood-dose engine);
+* per-fraction dose quantiles over each lymphoid organ (spleen, lymph nodes, bone marrow, thymus),
+  with the share of the organ's lymphocytes the contoured volume represents (coverage);
+* dose summaries: mean body dose, EDIC, mean dose of the main organs.
+
+These are cheap to store (a few kB) and are what the kinetics layer consumes, so training and
+scoring compute them once per plan (cached), never per step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from lymphonet.dosimetry.blood_dose import blood_dose_for_plan
+from lymphonet.dosimetry.dvh import mean_body_dose_gy
+from lymphonet.dosimetry.edic import edic_from_structures
+from lymphonet.errors import InputError
+from lymphonet.io.volume import StructureSet, Volume
+from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, weekday_fraction_days
+from lymphonet.organs import LYMPHOID_ORGANS
+
+#: Reference volume (cc) of each lymphoid organ's lymphocyte-holding tissue in an adult, used for
+#: coverage = contoured volume / reference volume (capped at 1). Red marrow: ICRP Publication 89
+#: reference mass 1170 g (male) at ~1 g/cc. Spleen: contoured spleens are whole organs (1.0 is
+#: used directly). Lymph nodes and thymus: lymphonet assumptions (total node volume ~ 500 cc, adult
+#: thymus ~ 20 cc), to be calibrated; they only scale how much of the resident pool a contour holds.
+REFERENCE_LYMPHOID_VOLUME_CC = {"spleen": None, "lymph_nodes": 500.0, "bone_marrow": 1170.0,
+                                "thymus": 20.0}
+
+#: Organs whose mean dose is reported as a feature (if contoured).
+SUMMARY_ORGANS = ("lungs", "heart", "great_vessels", "liver", "spleen", "bone_marrow",
+                  "lymph_nodes", "esophagus", "brain", "kidneys", "stomach", "bowel")
+
+
+@dataclass(frozen=True)
+class PlanFeatures:
+    """Per-plan inputs of the mechanistic layer, all doses per fraction unless named ``course``.
+
+    Attributes:
+        blood_dose_q_gy: ``[Q]`` per-fraction blood-dose quantiles at ``(q + 0.5) / Q`` (Gy).
+        lymphoid_dose_q_gy: ``[L, Q]`` per-fraction dose quantiles over each lymphoid organ
+            (order :data:`~lymphonet.organs.LYMPHOID_ORGANS`; zeros where not contoured).
+        lymphoid_coverage: ``[L]`` share of the organ's lymphocytes the contour represents.
+        n_fractions: Fractions of the course.
+        beam_on_time_s: Beam-on time per fraction (s).
+        mean_body_dose_gy: Course mean body dose (Gy).
+        edic_gy: Effective dose to immune cells (Gy), NaN if lungs or heart are not contoured.
+        mean_blood_dose_gy: Per-fraction mean blood dose (Gy).
+        fraction_blood_any_dose: Share of blood receiving any dose in one fraction.
+        organ_mean_gy: Course mean dose of contoured :data:`SUMMARY_ORGANS`.
+    """
+
+    blood_dose_q_gy: np.ndarray
+    lymphoid_dose_q_gy: np.ndarray
+    lymphoid_coverage: np.ndarray
+    n_fractions: int
+    beam_on_time_s: float
+    mean_body_dose_gy: float
+    edic_gy: float
+    mean_blood_dose_gy: float
+    fraction_blood_any_dose: float
+    organ_mean_gy: dict[str, float] = field(default_factory=dict)
+
+    def to_npz_dict(self) -> dict[str, np.ndarray]:
+        """Flat arrays for ``np.savez`` (organ means as two parallel arrays)."""
+        out = {k: np.asarray(v) for k, v in asdict(self).items() if k != "organ_mean_gy"}
+        out["organ_names"] = np.asarray(list(self.organ_mean_gy), dtype=str)
+        out["organ_means"] = np.asarray(list(self.organ_mean_gy.values()), dtype=float)
+        return out
+
+    @classmethod
+    def from_npz_dict(cls, data) -> "PlanFeatures":
+        scalars = {"n_fractions": int, "beam_on_time_s": float, "mean_body_dose_gy": float,
+                   "edic_gy": float, "mean_blood_dose_gy": float, "fraction_blood_any_dose": float}
+        kwargs = {k: conv(data[k]) for k, conv in scalars.items()}
+        organs = dict(zip([str(n) for n in data["organ_names"]],
+                          [float(v) for v in data["organ_means"]]))
+        return cls(np.asarray(data["blood_dose_q_gy"], np.float32),
+                   np.asarray(data["lymphoid_dose_q_gy"], np.float32),
+                   np.asarray(data["lymphoid_coverage"], np.float32), organ_mean_gy=organs,
+                   **kwargs)
+
+
+def _quantiles(values: np.ndarray, n: int) -> np.ndarray:
+    """Values at probability levels ``(q + 0.5) / n`` (the convention of the blood-dose engine)."""
+    v = np.sort(values.ravel())
+    idx = np.minimum(((np.arange(n) + 0.5) / n * v.size).astype(np.int64), v.size - 1)
+    return v[idx]
+
+
+def lymphoid_masks(structures: StructureSet) -> dict[str, np.ndarray]:
+    """Masks of the lymphoid organs; node stations (``lymph_nodes_*``) are OR-ed into lymph_nodes."""
+    out: dict[str, np.ndarray] = {}
+    for organ in LYMPHOID_ORGANS:
+        parts = [m for n, m in structures.masks.items()
+                 if n == organ or n.startswith(organ + "_")]
+        if parts:
+            mask = np.logical_or.reduce(parts)
+            if mask.any():
+                out[organ] = mask
+    return out
+
+
+def plan_features(
+    dose: Volume,
+    structures: StructureSet,
+    *,
+    n_fractions: int,
+    beam_on_time_s: float,
+    sex: str = "M",
+    n_quantiles: int = 64,
+    particles: int = 20_000,
+    seed: int = 0,
+    patient: str | None = None,
+) -> PlanFeatures:
+    """Reduce one plan to :class:`PlanFeatures`.
+
+    Args:
+        dose: Total course dose (Gy).
+        structures: Canonical organ masks on the dose grid (must include ``body``).
+        n_fractions: Fractions of the course.
+        beam_on_time_s: Beam-on time per fraction (s); must be > 0.
+        sex: Reference circulation (``"M"``/``"F"``).
+        n_quantiles: Q, quantile levels for blood and organ doses.
+        particles: Blood particles (20,000 give the mean blood dose to about 1%).
+        seed: Seed of the blood-dose engine (features are reproducible).
+        patient: Patient id for error messages.
+    """
+    if not (isinstance(beam_on_time_s, (int, float)) and math.isfinite(beam_on_time_s)
+            and beam_on_time_s > 0):
+        raise InputError(f"beam-on time must be a positive number of seconds, got "
+                         f"{beam_on_time_s!r}", patient=patient, field="beam_on_time_s")
+    result = blood_dose_for_plan(dose, structures, n_fractions=n_fractions,
+                                 beam_on_time_s=float(beam_on_time_s), sex=sex,
+                                 unknown="remainder", patient=patient, particles=particles,
+                                 seed=seed)
+    per_fx = np.asarray(dose.array, dtype=np.float32) / n_fractions
+    masks = lymphoid_masks(structures)
+    lymph_q = np.zeros((len(LYMPHOID_ORGANS), n_quantiles), np.float32)
+    coverage = np.zeros(len(LYMPHOID_ORGANS), np.float32)
+    for i, organ in enumerate(LYMPHOID_ORGANS):
+        if organ in masks:
+            lymph_q[i] = _quantiles(per_fx[masks[organ]], n_quantiles)
+            ref = REFERENCE_LYMPHOID_VOLUME_CC[organ]
+            vol = masks[organ].sum() * dose.voxel_volume_cc
+            coverage[i] = 1.0 if ref is None else min(1.0, vol / ref)
+    organ_means = {o: float(dose.array[structures[o]].mean()) for o in SUMMARY_ORGANS
+                   if o in structures and structures[o].any()}
+    for organ, mask in masks.items():
+        organ_means[organ] = float(dose.array[mask].mean())
+    try:
+        edic = float(edic_from_structures(dose, structures, n_fractions, patient=patient))
+    except InputError:
+        edic = float("nan")
+    return PlanFeatures(
+        blood_dose_q_gy=result.quantiles(n_quantiles).numpy().astype(np.float32),
+        lymphoid_dose_q_gy=lymph_q,
+        lymphoid_coverage=coverage,
+        n_fractions=int(n_fractions),
+        beam_on_time_s=float(beam_on_time_s),
+        mean_body_dose_gy=float(mean_body_dose_gy(dose, structures, patient=patient)),
+        edic_gy=edic,
+        mean_blood_dose_gy=float(result.mean_gy),
+        fraction_blood_any_dose=float(result.fraction_any_dose),
+        organ_mean_gy=organ_means,
+    )
+
+
+def kinetics_inputs(
+    features: list[PlanFeatures],
+    baseline_alc: list[float] | np.ndarray,
+    *,
+    fraction_days: list[np.ndarray | None] | None = None,
+    chemo: list[str] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> KineticsInputs:
+    """Batch plans into :class:`~lymphonet.kinetics.schedule.KineticsInputs`.
+
+    Args:
+        features: One :class:`PlanFeatures` per plan (equal Q).
+        baseline_alc: ``[B]`` pre-treatment ALC (10^9/L).
+        fraction_days: Per plan, the fraction days (None: weekdays from day 0).
+        chemo: Per plan ``"none"``/``"concurrent"``/``"sequential"`` (None: no chemo).
+        dtype: Floating dtype of the tensors.
+    """
+    b = len(features)
+    if b == 0:
+        raise InputError("no plans to batch", field="features")
+    days = [weekday_fraction_days(f.n_fractions) if fraction_days is None or fraction_days[i] is None
+            else np.asarray(fraction_days[i], float) for i, f in enumerate(features)]
+    k = max(len(d) for d in days)
+    day_arr = np.zeros((b, k))
+    mask = np.zeros((b, k), bool)
+    beam_on = np.zeros((b, k))
+    for i, (d, f) in enumerate(zip(days, features)):
+        day_arr[i, : len(d)] = d
+        day_arr[i, len(d):] = d[-1]
+        mask[i, : len(d)] = True
+        beam_on[i, : len(d)] = f.beam_on_time_s
+    codes = [0] * b if chemo is None else [CHEMO_CODES[c or "none"] for c in chemo]
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
+    return KineticsInputs(
+        blood_dose_q_gy=t(np.stack([f.blood_dose_q_gy for f in features])),
+        fraction_days=t(day_arr),
+        fraction_mask=torch.as_tensor(mask),
+        baseline_alc=t(np.asarray(baseline_alc, float)),
+        lymphoid_dose_q_gy=t(np.stack([f.lymphoid_dose_q_gy for f in features])),
+        lymphoid_coverage=t(np.stack([f.lymphoid_coverage for f in features])),
+        beam_on_s=t(beam_on),
+        chemo=torch.as_tensor(codes, dtype=torch.long),
+    )

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from lymphonet.errors import InputError
+from lymphonet.features import PlanFeatures, kinetics_inputs, lymphoid_masks, plan_features
+from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics, nadir
+from lymphonet.organs import LYMPHOID_ORGANS
+from lymphonet.twin.sites import plan_for_site, site_phantom
+
+
+@pytest.fixture(scope="module")
+def esophagus():
+    phantom = site_phantom("esophagus", sex="M", height_cm=175, bmi=24,
+                           rng=np.random.default_rng(0))
+    plans = {m: plan_for_site(phantom, "esophagus", m, rng=np.random.default_rng(1))
+             for m in ("photon", "proton")}
+    feats = {m: plan_features(p.dose, phantom, n_fractions=p.n_fractions,
+                              beam_on_time_s=p.beam_on_time_s) for m, p in plans.items()}
+    return phantom, plans, feats
+
+
+def test_features_consistent_with_dose(esophagus):
+    phantom, plans, feats = esophagus
+    f, dose = feats["photon"], plans["photon"].dose
+    body = phantom["body"]
+    assert f.mean_body_dose_gy == pytest.approx(float(dose.array[body].mean()), rel=1e-5)
+    assert np.all(np.diff(f.blood_dose_q_gy) >= 0)
+    # Mean of the blood quantiles ~ the engine's mean per-fraction blood dose.
+    assert f.blood_dose_q_gy.mean() == pytest.approx(f.mean_blood_dose_gy, rel=0.05)
+    # Organ quantiles: their mean is the organ's per-fraction mean dose.
+    i = LYMPHOID_ORGANS.index("spleen")
+    spleen_fx = dose.array[phantom["spleen"]].mean() / plans["photon"].n_fractions
+    assert f.lymphoid_dose_q_gy[i].mean() == pytest.approx(spleen_fx, rel=0.05)
+    assert np.all((f.lymphoid_coverage >= 0) & (f.lymphoid_coverage <= 1))
+    assert "lymph_nodes" in lymphoid_masks(phantom)
+
+
+def test_protons_lower_blood_dose_and_milder_depletion(esophagus):
+    _, _, feats = esophagus
+    assert feats["proton"].mean_blood_dose_gy < 0.6 * feats["photon"].mean_blood_dose_gy
+    assert feats["proton"].edic_gy < feats["photon"].edic_gy
+    inputs = kinetics_inputs([feats["photon"], feats["proton"]], [2.0, 2.0],
+                             chemo=["concurrent", "concurrent"])
+    out = LymphocyteKinetics()(inputs, torch.zeros(2, len(PARAM_NAMES)))
+    low, _ = nadir(out.alc, out.days)
+    assert low[0] < low[1] < 2.0
+
+
+def test_npz_round_trip(esophagus, tmp_path):
+    f = esophagus[2]["photon"]
+    np.savez(tmp_path / "f.npz", **f.to_npz_dict())
+    g = PlanFeatures.from_npz_dict(np.load(tmp_path / "f.npz"))
+    np.testing.assert_array_equal(f.blood_dose_q_gy, g.blood_dose_q_gy)
+    assert g.organ_mean_gy == pytest.approx(f.organ_mean_gy)
+    assert g.n_fractions == f.n_fractions and g.edic_gy == pytest.approx(f.edic_gy)
+
+
+def test_bad_beam_on_time_names_field(esophagus):
+    phantom, plans, _ = esophagus
+    with pytest.raises(InputError, match="beam_on_time_s"):
+        plan_features(plans["photon"].dose, phantom, n_fractions=28, beam_on_time_s=float("nan"),
+                      patient="P1")
+
+
+def test_batching_pads_schedules(esophagus):
+    f = esophagus[2]["photon"]
+    short = PlanFeatures(**{**f.__dict__, "n_fractions": 5})
+    inputs = kinetics_inputs([f, short], [1.5, 2.5])
+    assert inputs.fraction_mask.sum(1).tolist() == [f.n_fractions, 5]
+    inputs.validate()
