@@ -1,14 +1,21 @@
 """Format-independent entry points: read a dose or a structure set from whatever the user has.
 
 ``read_dose`` takes DICOM RTDOSE or a NIfTI / NRRD / MHA volume in Gy; ``read_structures`` takes a
-DICOM RTSTRUCT (rasterised onto the dose grid) or a label map with its JSON names, and returns masks
-under canonical organ names (clinic names that match nothing are kept as they are and reported).
+DICOM RTSTRUCT (rasterised onto the dose grid), a label map with its JSON names, or a folder of
+binary masks (one file per structure), and returns masks under canonical organ names (clinic names
+that match nothing are kept as they are and reported).
+
+Label maps hold one label per voxel, so an organ's voxels are not also "body" voxels there (the
+OpenKBP files are written that way). Every structure lies inside the patient, so after reading a
+label map the canonical ``body`` is the union of its own label and every other structure.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+import numpy as np
 
 from lymphonet.errors import InputError
 from lymphonet.io.volume import StructureSet, Volume
@@ -64,7 +71,8 @@ def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
     """Read structures onto ``grid`` and (by default) rename them to canonical organs.
 
     Args:
-        path: DICOM RTSTRUCT, or a label map (``X.nii.gz`` with names in ``X.json``).
+        path: DICOM RTSTRUCT, a label map (``X.nii.gz`` with names in ``X.json``), or a folder of
+            binary masks (``<name>.nii.gz``).
         grid: The dose volume; masks are produced on its grid (RTSTRUCT is rasterised; a label map
             must already be on it).
         structure_map: A :class:`~lymphonet.io.structure_map.StructureMap`, a path to a YAML map, or
@@ -75,8 +83,12 @@ def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", patient=patient, file=path, field="structures_path")
-    kind = _kind(path)
-    if kind == "volume":
+    kind = "folder" if path.is_dir() else _kind(path)
+    if kind == "folder":
+        from lymphonet.io.masks import read_mask_folder
+
+        structures = read_mask_folder(path, grid, patient=patient)
+    elif kind == "volume":
         from lymphonet.io.nifti import read_label_map
 
         structures = read_label_map(path, grid=grid, patient=patient)
@@ -85,7 +97,8 @@ def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
 
         structures = read_rtstruct(path, grid, patient=patient)
     else:
-        raise InputError("unknown structure format (expected DICOM RTSTRUCT or a label map)",
+        raise InputError("unknown structure format (expected DICOM RTSTRUCT, a label map or a "
+                         "folder of masks)",
                          patient=patient, file=path, field="structures_path")
     if not canonical:
         return structures
@@ -99,4 +112,14 @@ def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
         smap = structure_map
     mapped, report = smap.apply(structures)
     log.debug("structure mapping for %s: %s", patient or path.name, report)
+    if kind == "volume" and "body" in mapped:
+        mapped = _body_contains_everything(mapped)
     return mapped
+
+
+def _body_contains_everything(structures: StructureSet) -> StructureSet:
+    """``body`` |= every other mask (label maps store overlapping voxels under one label only)."""
+    body = np.logical_or.reduce(list(structures.masks.values()))
+    masks = dict(structures.masks)
+    masks["body"] = body
+    return StructureSet(masks, structures.grid, structures.empty, structures.source)
