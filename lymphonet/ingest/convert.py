@@ -1,8 +1,8 @@
 """Convert one plan (RTPLAN + RTDOSE(s) + RTSTRUCT) to NIfTI files and a manifest row.
 
 Per plan ``<cohort>/plans/<plan_id>/`` receives ``dose.nii.gz`` (total course dose, Gy, float32)
-and ``structures.nii.gz`` + ``structures.json`` (label map with canonical organ names from the
-structure map; unmatched names kept as they are). Dose rules:
+and ``structures/`` (one binary mask per RTSTRUCT ROI, see :mod:`lymphonet.io.masks`, so
+overlapping structures such as BODY and the organs inside it keep every voxel). Dose rules:
 
 * PLAN dose: read as is.
 * BEAM doses: summed voxel by voxel (each holds one beam's course dose). Doses on a grid other than
@@ -11,10 +11,7 @@ structure map; unmatched names kept as they are). Dose rules:
 * FRACTION dose: one fraction's dose times NumberOfFractionsPlanned.
 
 Structures keep the names of the RTSTRUCT (the structure map is applied when the cohort is read,
-``structure_map`` column); the map is applied here only to report unmatched names. A label map
-holds one structure per voxel, so structures are written largest first and a smaller structure
-inside a larger one keeps all its voxels; what each larger structure loses is reported
-(``label_overlap``; e.g. BODY loses the organs inside it).
+``structure_map`` column); the map is applied here only to report unmatched names.
 
 Incremental runs: each plan's *input hash* (SHA-256 over the plan id, the dose choice, the path,
 size and modification time of every input file, the structure map and :data:`INGEST_VERSION`) is
@@ -175,7 +172,8 @@ def _convert(job: PlanJob, out_dir: Path, structure_map, result: PlanResult) -> 
         result.row["ingest_notes"] = "; ".join(notes)
         return
     dose = _course_dose(job, plan, result)
-    from lymphonet.io.nifti import write_label_map, write_volume
+    from lymphonet.io.masks import write_mask_folder
+    from lymphonet.io.nifti import write_volume
 
     write_volume(dose, out_dir / folder / "dose.nii.gz")
     result.row["dose_path"] = (folder / "dose.nii.gz").as_posix()
@@ -190,14 +188,8 @@ def _convert(job: PlanJob, out_dir: Path, structure_map, result: PlanResult) -> 
             message = ("structures not in the structure map (kept by name): "
                        + ", ".join(report.unmatched))
             result.events.append(("info", "unmatched_structures", message))
-        ordered, lost = _largest_first(structures)
-        if lost:
-            message = ("a label map holds one structure per voxel; voxels lost to smaller "
-                       "structures inside: " + ", ".join(f"{n} {100 * f:.2g}%"
-                                                         for n, f in lost.items()))
-            result.events.append(("info", "label_overlap", message))
-        write_label_map(ordered, out_dir / folder / "structures.nii.gz")
-        result.row["structures_path"] = (folder / "structures.nii.gz").as_posix()
+        write_mask_folder(structures, out_dir / folder / "structures")
+        result.row["structures_path"] = (folder / "structures").as_posix()
         result.row["n_structures"] = len(structures.names)
     if job.dose_kind == "BEAM":
         planned = {b.number for b in plan.beams}
@@ -239,29 +231,6 @@ def _course_dose(job: PlanJob, plan, result: PlanResult):
     result.events.append(("info", "beam_dose_summed",
                           f"{len(job.dose_files)} beam doses summed"))
     return dose.with_array(total)
-
-
-def _largest_first(structures):
-    """Structures ordered by voxel count, largest first (so smaller ones keep every voxel in a
-    label map, where the later name wins), and the fraction of voxels each one loses."""
-    from lymphonet.io.volume import StructureSet
-
-    sizes = {n: int(m.sum()) for n, m in structures.masks.items()}
-    names = sorted(sizes, key=lambda n: (-sizes[n], n))
-    claimed = None
-    lost: dict[str, float] = {}
-    for name in reversed(names):
-        mask = structures[name]
-        if claimed is None:
-            claimed = mask.copy()
-            continue
-        n_lost = int(np.count_nonzero(mask & claimed))
-        if n_lost:
-            lost[name] = n_lost / sizes[name]
-        claimed |= mask
-    ordered = StructureSet({n: structures[n] for n in names}, structures.grid,
-                           structures.empty, structures.source)
-    return ordered, dict(reversed(list(lost.items())))
 
 
 def _blank(value: float | None) -> Any:

@@ -26,7 +26,6 @@ code                       meaning
 ``resampled_dose``         a beam dose on a different grid, resampled onto the first
 ``incomplete_beam_doses``  beam doses do not cover every treatment beam of the plan
 ``unmatched_structures``   structure names the structure map does not know (kept, listed)
-``label_overlap``          voxels a structure loses in the label map to smaller ones inside it
 ``conversion_error``       reading or writing a plan failed (message says why)
 ``incomplete_row``         a converted plan lacks a required manifest value
 ``no_baseline``            no lymphocyte count in the baseline window
