@@ -1,0 +1,52 @@
+"""simulate, blood-dose and demo commands end to end."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from lymphonet.cli import main
+
+
+def test_simulate_on_real_anatomy(openkbp_case, tmp_path, capsys):
+    out, png = tmp_path / "traj.csv", tmp_path / "traj.png"
+    args = ["simulate", "--dose", str(openkbp_case / "dose.nii.gz"), "--structures",
+            str(openkbp_case / "labels.nii.gz"), "--fractions", "35", "--beam-on-time", "120",
+            "--baseline-alc", "1.8", "--particles", "10000", "--days", "200", "--out", str(out),
+            "--plot", str(png)]
+    assert main(args) == 0
+    traj = pd.read_csv(out)
+    assert list(traj.columns) == ["day", "alc", "grade"] and len(traj) == 200
+    assert traj["alc"].iloc[0] == pytest.approx(1.8, rel=1e-3)
+    assert traj["alc"].min() < 1.8 and png.exists()
+    assert "nadir" in capsys.readouterr().out
+    # Longer beam-on exposes more blood: the nadir can only fall (Shin 2021 trend).
+    slow = tmp_path / "slow.csv"
+    assert main(args[:8] + ["600"] + args[9:-4] + ["--out", str(slow)]) == 0
+    assert pd.read_csv(slow)["alc"].min() <= traj["alc"].min() + 1e-3
+
+
+def test_simulate_rejects_bad_schedule(openkbp_case, tmp_path, capsys):
+    code = main(["simulate", "--dose", str(openkbp_case / "dose.nii.gz"), "--structures",
+                 str(openkbp_case / "labels.nii.gz"), "--fractions", "3", "--fraction-days",
+                 "0,1", "--beam-on-time", "60", "--baseline-alc", "1.5", "--out",
+                 str(tmp_path / "t.csv")])
+    assert code == 2 and "--fraction-days" in capsys.readouterr().err
+
+
+def test_blood_dose_json(capsys):
+    assert main(["blood-dose", "--organ-dose", "lung=2.0", "--beam-on-time", "10", "--sex", "F",
+                 "--particles", "20000", "--seed", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("mean_gy", "fraction_any_dose", "d2_gy", "particles", "seconds"):
+        assert key in result
+    assert 0 < result["fraction_any_dose"] < 1 and result["particles"] == 20000
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    summary = pd.read_csv(tmp_path / "demo" / "summary.csv").set_index("plan")
+    assert summary.loc["proton", "mean_body_dose_gy"] < summary.loc["photon", "mean_body_dose_gy"]
+    assert summary.loc["proton", "predicted_nadir"] > summary.loc["photon", "predicted_nadir"]
+    assert (tmp_path / "demo" / "trajectories.png").exists()
+    assert (tmp_path / "demo" / "structures" / "body.nii.gz").exists()
