@@ -50,7 +50,7 @@ class InputError(ValueError):
         patient: str | None = None,
         file: str | Path | None = None,
         field: str | None = None,
-    ) -> "InputError":
+    ) -> InputError:
         """Return a copy with missing context filled in (existing context wins)."""
         return type(self)(
             self.message,

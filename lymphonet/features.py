@@ -77,7 +77,7 @@ class PlanFeatures:
         return out
 
     @classmethod
-    def from_npz_dict(cls, data) -> "PlanFeatures":
+    def from_npz_dict(cls, data) -> PlanFeatures:
         scalars = {"n_fractions": int, "beam_on_time_s": float, "mean_body_dose_gy": float,
                    "edic_gy": float, "mean_blood_dose_gy": float, "fraction_blood_any_dose": float}
         kwargs = {k: conv(data[k]) for k, conv in scalars.items()}
@@ -206,7 +206,7 @@ def kinetics_inputs(
         mask[i, : len(d)] = True
         beam_on[i, : len(d)] = f.beam_on_time_s
     codes = [0] * b if chemo is None else [CHEMO_CODES[c or "none"] for c in chemo]
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)
     return KineticsInputs(
         blood_dose_q_gy=t(np.stack([f.blood_dose_q_gy for f in features])),
         fraction_days=t(day_arr),

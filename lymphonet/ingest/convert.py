@@ -31,8 +31,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lymphonet.errors import InputError
 from lymphonet.ingest.group import PlanJob
 

@@ -2,4 +2,4 @@
 
 from lymphonet.io.volume import StructureSet, Volume
 
-__all__ = ["Volume", "StructureSet"]
+__all__ = ["StructureSet", "Volume"]

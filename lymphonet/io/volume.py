@@ -73,7 +73,7 @@ class Volume:
         ijk = (rel @ np.linalg.inv(self.direction).T) / np.asarray(self.spacing_mm)
         return ijk[..., ::-1]
 
-    def same_grid(self, other: "Volume", atol_mm: float = 1e-3) -> bool:
+    def same_grid(self, other: Volume, atol_mm: float = 1e-3) -> bool:
         """True when ``other`` has the same shape, spacing, origin and direction."""
         return (
             self.shape == other.shape
@@ -82,7 +82,7 @@ class Volume:
             and np.allclose(self.direction, other.direction, atol=1e-6)
         )
 
-    def require_same_grid(self, other: "Volume", what: str = "volume", **context) -> None:
+    def require_same_grid(self, other: Volume, what: str = "volume", **context) -> None:
         """Raise :class:`GeometryError` naming ``what`` unless ``other`` is on this grid."""
         if not self.same_grid(other):
             raise GeometryError(
@@ -92,7 +92,7 @@ class Volume:
                 **context,
             )
 
-    def with_array(self, array: np.ndarray, units: str | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, units: str | None = None) -> Volume:
         """A new volume on the same grid holding ``array``."""
         if array.shape != self.array.shape:
             raise GeometryError(f"array shape {array.shape} != grid shape {self.array.shape}")
@@ -138,7 +138,7 @@ class StructureSet:
     def __len__(self) -> int:
         return len(self.masks)
 
-    def rename(self, mapping: dict[str, str]) -> "StructureSet":
+    def rename(self, mapping: dict[str, str]) -> StructureSet:
         """Return a set with names replaced via ``mapping``; several sources to one name are OR-ed."""
         out: dict[str, np.ndarray] = {}
         for name, mask in self.masks.items():
