@@ -1,0 +1,211 @@
+"""The hybrid model: 3D CNN over the dose map + MLP over clinical features -> kinetic adjustments.
+
+Per patient the network outputs *bounded adjustments* ``theta`` of a subset of the kinetic
+parameters (radiosensitivity, blood share, recovery times, fast fraction, chemo rate ...), in the
+unconstrained space of :mod:`lymphonet.kinetics.params`. The kinetics layer integrates the
+schedule with them. The adjustment head is zero-initialised and ``theta = 0`` maps to the
+population prior exactly, so an untrained (or zero-output) hybrid *is* the population
+mechanistic model, and any finite output stays inside the physical bounds (APHYNITY-style
+hybrid, Yin et al., ICLR 2021).
+
+Ablations are one config switch each (:class:`ModelConfig`): ``use_kinetics = False`` replaces the
+kinetics layer by a head predicting log(ALC / baseline) at fixed knots (a CNN-only baseline);
+``use_cnn = False`` gives the mechanistic + clinical model; with ``use_cnn = use_clinical =
+False`` and ``learn_population_shift = False`` it is the population mechanistic model (theta = 0).
+The kinetics layer always runs in float32 outside autocast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from lymphonet.errors import InputError
+from lymphonet.kinetics import PARAM_NAMES, KineticsInputs, LymphocyteKinetics, interpolate_days
+from lymphonet.kinetics.params import expand_theta
+from lymphonet.models.encoder import DoseEncoder
+from lymphonet.models.noise import ResidualNoise
+
+#: Parameters the network adjusts by default: radiosensitivity, exposed-blood share, fast
+#: fraction, both recovery times, lost production capacity, chemotherapy effect.
+DEFAULT_ADJUSTED = ("alpha_per_gy", "blood_share", "fast_fraction", "fast_recovery_days",
+                    "slow_recovery_days", "baseline_loss", "chemo_rate_per_day")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """3D CNN encoder (see :class:`~lymphonet.models.encoder.DoseEncoder`)."""
+
+    width: int = 16
+    depth: int = 4
+    embed_dim: int = 64
+    norm: str = "group"
+    convs_per_block: int = 2
+    max_width: int = 128
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hybrid model switches and sizes (every field documented in configs/default.yaml)."""
+
+    use_kinetics: bool = True
+    use_cnn: bool = True
+    use_clinical: bool = True
+    use_dose_summary: bool = True
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    mlp_hidden: int = 64
+    mlp_layers: int = 2
+    dropout: float = 0.1
+    adjusted_params: tuple[str, ...] = DEFAULT_ADJUSTED
+    max_adjustment: float = 3.0
+    learn_population_shift: bool = True
+    n_days: int = 200
+    steps_per_day: int = 1
+    n_output_knots: int = 12
+    noise_knots: int = 4
+    init_sigma: float = 0.3
+
+
+@dataclass
+class HybridOutput:
+    """Forward result for B patients on T grid days.
+
+    Attributes:
+        alc: ``[B, T]`` predicted ALC (10^9/L, float32) on ``days``.
+        days: ``[T]`` grid days (float32).
+        theta: ``[B, n_params]`` unconstrained kinetic parameters used (None without kinetics).
+        adjustment: ``[B, n_adjusted]`` per-patient part of theta (None when no network branch).
+    """
+
+    alc: torch.Tensor
+    days: torch.Tensor
+    theta: torch.Tensor | None
+    adjustment: torch.Tensor | None
+
+
+def batch_kinetics_inputs(batch: dict[str, torch.Tensor]) -> KineticsInputs:
+    """:class:`~lymphonet.kinetics.KineticsInputs` (float32) from a contract batch.
+
+    Uses ``blood_dose_q_gy`` [B, Q], ``lymphoid_dose_q_gy`` [B, L, Q], ``lymphoid_coverage``
+    [B, L], ``fraction_days`` / ``fraction_mask`` / ``beam_on_s`` [B, K], ``chemo`` [B] and
+    ``baseline_alc`` [B] (10^9/L).
+    """
+    f = lambda k: None if batch.get(k) is None else batch[k].float()
+    return KineticsInputs(
+        blood_dose_q_gy=batch["blood_dose_q_gy"].float(),
+        fraction_days=batch["fraction_days"].float(),
+        fraction_mask=batch["fraction_mask"].bool(),
+        baseline_alc=batch["baseline_alc"].float(),
+        lymphoid_dose_q_gy=f("lymphoid_dose_q_gy"),
+        lymphoid_coverage=f("lymphoid_coverage"),
+        beam_on_s=f("beam_on_s"),
+        chemo=None if batch.get("chemo") is None else batch["chemo"].long(),
+    )
+
+
+def _mlp(n_in: int, hidden: int, layers: int, dropout: float) -> tuple[nn.Module, int]:
+    mods: list[nn.Module] = []
+    c = n_in
+    for _ in range(layers):
+        mods += [nn.Linear(c, hidden), nn.SiLU(), nn.Dropout(dropout)]
+        c = hidden
+    return nn.Sequential(*mods), c
+
+
+class HybridModel(nn.Module):
+    """Encoder + clinical MLP -> kinetic adjustments -> kinetics (or a direct trajectory head).
+
+    Args:
+        n_channels: Image channels C (0 when the CNN is off is fine).
+        n_clinical: Clinical feature count F.
+        n_dose_summary: Dose-summary feature count S (used if ``use_dose_summary``).
+        cfg: :class:`ModelConfig`.
+    """
+
+    def __init__(self, n_channels: int, n_clinical: int, n_dose_summary: int = 0,
+                 cfg: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        unknown = [n for n in cfg.adjusted_params if n not in PARAM_NAMES]
+        if unknown:
+            raise InputError(f"unknown kinetic parameters {unknown}; known {PARAM_NAMES}",
+                             field="model.adjusted_params")
+        self.cfg = cfg
+        self.encoder = None
+        n_feat = 0
+        if cfg.use_cnn:
+            e = cfg.encoder
+            self.encoder = DoseEncoder(n_channels, e.width, e.depth, e.embed_dim, e.norm,
+                                       e.convs_per_block, e.max_width, e.dropout)
+            n_feat += e.embed_dim
+        if cfg.use_clinical:
+            n_feat += n_clinical + (n_dose_summary if cfg.use_dose_summary else 0)
+        self.trunk, n_hidden = (None, 0) if n_feat == 0 else _mlp(
+            n_feat, cfg.mlp_hidden, cfg.mlp_layers, cfg.dropout)
+        n_out = len(cfg.adjusted_params) if cfg.use_kinetics else cfg.n_output_knots
+        self.head = None
+        if self.trunk is not None:
+            self.head = nn.Linear(n_hidden, n_out)
+            nn.init.zeros_(self.head.weight)  # zero output at init = population model
+            nn.init.zeros_(self.head.bias)
+        self.population_shift = None
+        if cfg.use_kinetics and cfg.learn_population_shift:
+            self.population_shift = nn.Parameter(torch.zeros(len(cfg.adjusted_params)))
+        self.kinetics = LymphocyteKinetics(cfg.n_days, cfg.steps_per_day) if cfg.use_kinetics \
+            else None
+        self.noise = ResidualNoise(cfg.n_days - 1, cfg.noise_knots, cfg.init_sigma)
+
+    # ------------------------------------------------------------------ pieces
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Trunk features ``[B, hidden]`` from image and clinical inputs (None if both off)."""
+        if self.trunk is None:
+            return None
+        parts = []
+        if self.encoder is not None:
+            parts.append(self.encoder(batch["image"]))
+        if self.cfg.use_clinical:
+            parts.append(batch["clinical"].to(parts[0].dtype if parts else torch.float32))
+            if self.cfg.use_dose_summary and "dose_summary" in batch:
+                parts.append(batch["dose_summary"].to(parts[0].dtype))
+        return self.trunk(torch.cat(parts, 1))
+
+    def theta(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Full unconstrained theta ``[B, n_params]`` (float32) and the per-patient adjustment."""
+        bsz = batch["baseline_alc"].shape[0]
+        dev = batch["baseline_alc"].device
+        sub = torch.zeros(bsz, len(self.cfg.adjusted_params), device=dev)
+        adj = None
+        h = self.features(batch)
+        if h is not None:
+            m = self.cfg.max_adjustment
+            adj = m * torch.tanh(self.head(h).float() / m)  # bounded, exact 0 at 0
+            sub = sub + adj
+        if self.population_shift is not None:
+            sub = sub + self.population_shift.float()
+        return expand_theta(sub, self.cfg.adjusted_params), adj
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> HybridOutput:
+        """Predict the daily ALC trajectory of a batch (keys as in the batch contract)."""
+        if self.kinetics is None:
+            return self._direct(batch)
+        theta, adj = self.theta(batch)
+        inputs = batch_kinetics_inputs(batch)
+        dev_type = theta.device.type
+        with torch.autocast(device_type=dev_type, enabled=False):  # kinetics stays float32
+            out = self.kinetics(inputs, theta.float())
+        return HybridOutput(alc=out.alc, days=out.days.float(), theta=theta, adjustment=adj)
+
+    def _direct(self, batch: dict[str, torch.Tensor]) -> HybridOutput:
+        """CNN-only head: log(ALC / baseline) at knots evenly spaced on the grid, interpolated."""
+        base = batch["baseline_alc"].float()
+        n_days = self.cfg.n_days
+        days = torch.arange(n_days, dtype=torch.float32, device=base.device)
+        h = self.features(batch)
+        knots = (torch.zeros(base.shape[0], self.cfg.n_output_knots, device=base.device)
+                 if h is None else self.head(h).float())
+        knot_days = torch.linspace(0, n_days - 1, self.cfg.n_output_knots, device=base.device)
+        log_ratio = interpolate_days(knots, knot_days, days.expand(base.shape[0], -1))
+        return HybridOutput(alc=base[:, None] * log_ratio.exp(), days=days, theta=None,
+                            adjustment=None)

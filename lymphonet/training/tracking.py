@@ -1,0 +1,130 @@
+"""Experiment tracking: MLflow, or nothing. The ONLY module that imports mlflow.
+
+Default store: a local SQLite database ``<out_dir>/mlruns.db`` (tracking URI
+``sqlite:///<absolute path>``), artifacts next to it in ``<out_dir>/mlartifacts``; or any
+server via ``--tracking-uri`` / ``MLFLOW_TRACKING_URI``. Tracking is best effort: a failure to
+log warns and never stops training. Callers must pass no patient identifiers
+(configs, metrics, plots and de-identified summaries only). ``lymphonet/__init__.py`` has
+already disabled MLflow telemetry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def default_tracking_uri(out_dir: str | Path) -> str:
+    """``sqlite:///<abs out_dir>/mlruns.db``."""
+    return f"sqlite:///{(Path(out_dir).resolve() / 'mlruns.db').as_posix()}"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class NullTracker:
+    """Tracking off: every call does nothing."""
+
+    enabled = False
+    uri: str | None = None
+    run_id: str | None = None
+
+    def log_config(self, config: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_tags(self, tags: dict[str, str]) -> None: ...
+    def log_artifact(self, path: str | Path, subdir: str | None = None) -> None: ...
+    def log_model(self, model, example: dict[str, Any]) -> None: ...
+    def end(self, status: str = "FINISHED") -> None: ...
+
+
+class MlflowTracker(NullTracker):
+    """One MLflow run.
+
+    Args:
+        out_dir: Output folder (default store location).
+        run_name: Run name.
+        experiment: Experiment name.
+        uri: Tracking URI; default ``MLFLOW_TRACKING_URI`` or the local SQLite store.
+    """
+
+    enabled = True
+
+    def __init__(self, out_dir: str | Path, run_name: str, experiment: str = "lymphonet",
+                 uri: str | None = None) -> None:
+        import logging
+
+        import mlflow
+
+        for name in ("alembic", "mlflow"):  # migrations of a new SQLite store are chatty
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self._mlflow = mlflow
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(out_dir)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        if mlflow.get_experiment_by_name(experiment) is None and self.uri.startswith("sqlite"):
+            art = (Path(out_dir).resolve() / "mlartifacts").as_uri()
+            mlflow.create_experiment(experiment, artifact_location=art)
+        mlflow.set_experiment(experiment)
+        self.run = mlflow.start_run(run_name=run_name)
+        self.run_id = self.run.info.run_id
+
+    def _safe(self, what: str, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - tracking never stops training
+            warnings.warn(f"MLflow {what} failed: {err}", stacklevel=3)
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        flat = {k: str(v)[:500] for k, v in _flatten(config).items()}
+        self._safe("log_params", self._mlflow.log_params, flat)
+        self._safe("log_dict", self._mlflow.log_dict, config, "config.json")
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if not math.isnan(float(v))}
+        self._safe("log_metrics", self._mlflow.log_metrics, clean, step=step)
+
+    def log_tags(self, tags: dict[str, str]) -> None:
+        self._safe("set_tags", self._mlflow.set_tags, tags)
+
+    def log_artifact(self, path: str | Path, subdir: str | None = None) -> None:
+        self._safe("log_artifact", self._mlflow.log_artifact, str(path), subdir)
+
+    def log_model(self, model, example: dict[str, Any]) -> None:
+        """Log the torch model with a signature inferred from ``example`` (numpy in/out)."""
+
+        def _log():
+            from mlflow.models import infer_signature
+
+            sig = infer_signature(example["inputs"], example["outputs"])
+            self._mlflow.pytorch.log_model(model, name="model", signature=sig,
+                                           serialization_format="pickle",
+                                           pip_requirements=example.get("requirements"))
+
+        self._safe("log_model", _log)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self._safe("end_run", self._mlflow.end_run, status=status)
+
+
+def make_tracker(enabled: bool, out_dir: str | Path, run_name: str, experiment: str = "lymphonet",
+                 uri: str | None = None) -> NullTracker:
+    """An :class:`MlflowTracker` if ``enabled`` (falls back to :class:`NullTracker` with a warning
+    when the store cannot be opened), else a :class:`NullTracker`."""
+    if not enabled:
+        return NullTracker()
+    try:
+        return MlflowTracker(out_dir, run_name, experiment, uri)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"MLflow tracking disabled: {err}", stacklevel=2)
+        return NullTracker()
