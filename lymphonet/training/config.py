@@ -83,9 +83,19 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default
 
 
 def load_training_config(path: str | Path | None = None, overrides=()) -> TrainingRunConfig:
-    """Load a :class:`TrainingRunConfig` (``path`` None: configs/default.yaml if present)."""
-    from lymphonet.config import load_config
+    """Load a :class:`TrainingRunConfig` (``path`` None: the repository's configs/default.yaml).
 
-    if path is None and DEFAULT_CONFIG_PATH.exists():
+    The dataclass defaults are generic; the default *run* is the recipe in configs/default.yaml.
+    Without that file (a non-editable install), a config must be given explicitly rather than
+    silently training a different model.
+    """
+    from lymphonet.config import load_config
+    from lymphonet.errors import InputError
+
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            raise InputError("the default config is not installed with this copy of lymphonet; "
+                             "pass --config (see configs/default.yaml in the repository)",
+                             file=DEFAULT_CONFIG_PATH, field="--config")
         path = DEFAULT_CONFIG_PATH
     return load_config(TrainingRunConfig, path, list(overrides))
