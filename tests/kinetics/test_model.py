@@ -92,8 +92,10 @@ def test_zero_dose_gives_flat_baseline():
 
 def test_propagation_is_exact_against_ode_solver():
     """The closed-form step equals a tight numerical solution of the documented ODE."""
+    # every value the reference ODE below uses is pinned here (not taken from the priors)
     p = KineticParams.population(F64, blood_share=0.2, blood_residence_days=0.3,
-                                 chemo_rate_per_day=0.05, baseline_loss=0.5)
+                                 chemo_rate_per_day=0.05, baseline_loss=0.5, fast_fraction=0.5,
+                                 fast_recovery_days=14.0, slow_recovery_days=180.0)
     inp = blood_single(2, 0.4, 1.5, q=10, fraction_days=[0.0, 1.0], chemo="concurrent")
     out = run(inp, p, n_days=12)
     fb, k_out = 0.2, 1 / 0.3

@@ -1,0 +1,621 @@
+"""Published-cohort check and population calibration of the mechanistic model.
+
+A *literature table* (CSV, one row per published observation; the shipped one is
+``lymphonet/data/literature_cohorts.csv``, sources in ``literature_cohorts.md``) gives, for a
+cohort treated at one site with one modality, schedule and chemotherapy, one statistic of its ALC
+in a day window: ``mean_alc``, ``median_alc``, ``median_nadir`` (10^9/L) or ``fraction_below`` /
+``fraction_nadir_below`` (share of patients whose window-mean ALC / window minimum is below
+``threshold``).
+
+For every row a *virtual cohort* is simulated (all SIMULATED, never clinical data):
+
+* anatomy: ``n_phantoms`` site phantoms per site (sexes alternate unless the site is sex-specific;
+  height sd 6 cm about the ICRP-89 reference; BMI ~ N(25, 4) clipped to 17-38; organ jitter of
+  :func:`~lymphonet.twin.phantoms.make_phantom`), planned with the row's modality and schedule;
+  plan features (blood- and lymphoid-dose quantiles) are computed once per phantom and plan and
+  shared by the patients who get that phantom;
+* baseline ALC: log-normal, median :data:`BASELINE_ALC_MEDIAN` (or the row's optional
+  ``baseline_alc_median``), log-sd :data:`BASELINE_ALC_LOG_SD`, clipped to [0.3, 5] x 10^9/L;
+* kinetics: theta_i = theta_pop + :data:`THETA_SD` * z_i, z_i ~ N(0, I) fixed per virtual patient
+  (common random numbers: the predicted statistics are smooth in theta_pop).
+
+Every row uses the *same* virtual patients (baseline, z, phantom index): arms differ only in
+treatment, as in a paired virtual trial, so comparisons between rows carry no sampling noise.
+
+Statistics use the daily model ALC in the window (labs are sparser in practice, so predicted
+nadirs are slightly deeper than observed ones). :func:`calibrate_to_table` fits population theta
+to the table (weighted least squares on a log scale for ALC statistics and on the arcsine-sqrt
+scale for fractions, with sigmoid surrogates for the indicators, L-BFGS-B with autograd
+gradients, Gaussian prior on theta), optionally jointly with a cohort's lab series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lymphonet.errors import InputError
+from lymphonet.kinetics.model import LymphocyteKinetics
+from lymphonet.kinetics.params import (
+    N_PARAMS,
+    PARAM_NAMES,
+    PARAM_SPECS,
+    KineticParams,
+    expand_theta,
+    param_spec,
+    params_to_theta,
+    theta_to_tensor,
+)
+from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, concat_inputs
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_TABLE = DATA_DIR / "literature_cohorts.csv"
+DEFAULT_PARAMS = DATA_DIR / "population_params.json"
+
+TABLE_COLUMNS = ("id", "site", "modality", "n_fractions", "dose_per_fraction_gy", "chemo",
+                 "statistic", "day_from", "day_to", "threshold", "value", "n", "source")
+#: Optional columns: baseline ALC median of the cohort (10^9/L), photon technique override.
+OPTIONAL_COLUMNS = ("baseline_alc_median", "technique")
+ALC_STATISTICS = ("mean_alc", "median_alc", "median_nadir")
+FRACTION_STATISTICS = ("fraction_below", "fraction_nadir_below")
+STATISTICS = ALC_STATISTICS + FRACTION_STATISTICS
+MAX_DAY = 730
+
+#: Baseline ALC of virtual patients: log-normal median (10^9/L) and log-sd (lymphonet assumption
+#: for adults starting RT; e.g. Campian et al. 2013 report mean pre-RT counts of 1.4-1.8 with
+#: sds of 0.6-0.9, i.e. a log-sd of about 0.4-0.5).
+BASELINE_ALC_MEDIAN, BASELINE_ALC_LOG_SD = 1.8, 0.5
+#: Inter-patient variability: sd of theta (the logit scale of the bounded map) around the
+#: population value (lymphonet assumption; 0.4 on the logit scale is roughly +-40% in a value far
+#: from its bounds). They stand in for what the phantoms do not vary: target volume and stage,
+#: chemotherapy regimen and dose, marrow reserve.
+THETA_SD = {"alpha_per_gy": 0.5, "blood_share": 0.8, "fast_fraction": 0.3,
+            "fast_recovery_days": 0.4, "slow_recovery_days": 0.4, "baseline_loss": 0.6,
+            "chemo_rate_per_day": 1.2}
+#: Parameters fitted to the table by default (the ones the statistics can see).
+FIT_NAMES = ("alpha_per_gy", "blood_share", "fast_fraction", "fast_recovery_days",
+             "slow_recovery_days", "baseline_loss", "chemo_rate_per_day")
+#: Prior sd (theta scale) of the table fit: radiosensitivity is held near its in-vivo estimate
+#: (Jin et al. 2020), the assumption-only parameters are left broad.
+FIT_PRIOR_SD = {"alpha_per_gy": 0.5, "blood_share": 3.0, "fast_fraction": 1.0,
+                "fast_recovery_days": 2.0, "slow_recovery_days": 2.0, "baseline_loss": 2.0,
+                "chemo_rate_per_day": 2.0}
+#: Unit used when a row gives no cohort size.
+DEFAULT_N = 20
+
+
+# ----------------------------------------------------------------------------- table
+def _err(msg, path, row_id=None, column=None):
+    return InputError(msg, patient=row_id, file=path, field=column)
+
+
+def validate_table(table: pd.DataFrame, path=None, require_value: bool = True) -> pd.DataFrame:
+    """Check a literature table and return a clean copy (typed columns, optional columns added).
+
+    Raises:
+        InputError: naming the file, the row ``id`` (as patient) and the column.
+    """
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise _err(f"literature table lacks columns {missing}", path, column=missing[0])
+    from lymphonet.twin.sites import SITES
+
+    df = table.copy()
+    for c in OPTIONAL_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    df["id"] = df["id"].astype(str).str.strip()
+    if (df["id"] == "").any() or df["id"].duplicated().any():
+        dup = df["id"][df["id"].duplicated() | (df["id"] == "")].iloc[0]
+        raise _err("row ids must be unique and non-empty", path, dup, "id")
+    for c in ("n_fractions", "dose_per_fraction_gy", "day_from", "day_to", "threshold", "value",
+              "n", "baseline_alc_median"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    for _, r in df.iterrows():
+        rid = r["id"]
+        if r["site"] not in SITES:
+            raise _err(f"unknown site {r['site']!r}; expected one of {sorted(SITES)}", path, rid,
+                       "site")
+        if r["modality"] not in SITES[r["site"]].modalities:
+            raise _err(f"modality {r['modality']!r} not available for {r['site']}", path, rid,
+                       "modality")
+        if not (r["n_fractions"] >= 1 and float(r["n_fractions"]).is_integer()):
+            raise _err("n_fractions must be a whole number >= 1", path, rid, "n_fractions")
+        if not r["dose_per_fraction_gy"] > 0:
+            raise _err("dose_per_fraction_gy must be > 0", path, rid, "dose_per_fraction_gy")
+        if str(r["chemo"]) not in CHEMO_CODES:
+            raise _err(f"chemo must be one of {sorted(CHEMO_CODES)}", path, rid, "chemo")
+        if r["statistic"] not in STATISTICS:
+            raise _err(f"statistic must be one of {STATISTICS}", path, rid, "statistic")
+        if not (0 <= r["day_from"] <= r["day_to"] <= MAX_DAY):
+            raise _err(f"need 0 <= day_from <= day_to <= {MAX_DAY}", path, rid, "day_from")
+        is_frac = r["statistic"] in FRACTION_STATISTICS
+        if is_frac and not 0 < r["threshold"] <= 5:
+            raise _err("fraction statistics need a threshold in (0, 5] x 10^9/L", path, rid,
+                       "threshold")
+        if require_value:
+            ok = (0 <= r["value"] <= 1) if is_frac else (0 < r["value"] <= 10)
+            if not ok:
+                raise _err("value out of range (fractions in [0, 1], ALC in (0, 10] x 10^9/L)",
+                           path, rid, "value")
+        if not (pd.isna(r["n"]) or r["n"] >= 1):
+            raise _err("n must be empty or >= 1", path, rid, "n")
+        if pd.isna(r["source"]) or not str(r["source"]).strip():
+            raise _err("every row needs a source", path, rid, "source")
+        b = r["baseline_alc_median"]
+        if not (pd.isna(b) or 0.1 <= b <= 10):
+            raise _err("baseline_alc_median must be in [0.1, 10] x 10^9/L", path, rid,
+                       "baseline_alc_median")
+    df["n_fractions"] = df["n_fractions"].astype(int)
+    return df.reset_index(drop=True)
+
+
+def load_table(path: str | Path = DEFAULT_TABLE, require_value: bool = True) -> pd.DataFrame:
+    """Read and validate a literature table (CSV)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("literature table not found", file=path, field="table")
+    try:
+        table = pd.read_csv(path, comment=None)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read literature table: {exc}", file=path, field="table") from exc
+    return validate_table(table, path, require_value)
+
+
+# ----------------------------------------------------------------------------- parameters
+def load_params(path: str | Path = DEFAULT_PARAMS) -> KineticParams:
+    """Physical population parameters from a params JSON (``{"params": {name: value}}``); names
+    not given keep their prior."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        values = data["params"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read population parameters: {exc}", file=path,
+                         field="params") from exc
+    unknown = sorted(set(values) - set(PARAM_NAMES))
+    if unknown:
+        raise InputError(f"unknown kinetic parameters {unknown}", file=path, field="params")
+    return KineticParams.population(torch.float64, **{k: float(v) for k, v in values.items()})
+
+
+def theta_of(params: KineticParams | None) -> torch.Tensor:
+    """Population theta ``[N_PARAMS]`` (float64) for physical params (None: the priors)."""
+    if params is None:
+        return torch.zeros(N_PARAMS, dtype=torch.float64)
+    return params_to_theta(params.to(dtype=torch.float64))[0]
+
+
+# ----------------------------------------------------------------------------- virtual cohort
+@dataclass
+class VirtualCohort:
+    """Virtual patients for every row of a literature table.
+
+    Attributes:
+        table: The validated table (R rows).
+        inputs: Kinetics inputs of all B = sum of row sizes patients.
+        slices: Per row, the slice of its patients in the batch.
+        theta_offset: ``[B, N_PARAMS]`` per-patient theta offsets (THETA_SD * z).
+        n_days: Simulation length (days 0 .. n_days - 1).
+        plans: One row per (table row, phantom): mean blood dose per fraction etc.
+    """
+
+    table: pd.DataFrame
+    inputs: KineticsInputs
+    slices: list[slice]
+    theta_offset: torch.Tensor
+    n_days: int
+    plans: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _row_schedule(site, row):
+    from lymphonet.twin.sites import Schedule
+
+    nearest = min(site.schedules, key=lambda s: (abs(s.n_fractions - row["n_fractions"]),
+                                                 abs(s.dose_per_fraction_gy
+                                                     - row["dose_per_fraction_gy"])))
+    tech = row["technique"] if isinstance(row["technique"], str) else nearest.photon_technique
+    elective = None
+    if nearest.elective_dose_per_fraction_gy is not None:
+        elective = (nearest.elective_dose_per_fraction_gy / nearest.dose_per_fraction_gy
+                    * row["dose_per_fraction_gy"])
+    return Schedule(str(row["id"]), int(row["n_fractions"]), float(row["dose_per_fraction_gy"]),
+                    elective_dose_per_fraction_gy=elective, photon_technique=tech)
+
+
+def _phantoms(site_name: str, n_phantoms: int, seed: int, cache: dict):
+    from lymphonet.twin.phantoms import REF_HEIGHT_CM
+    from lymphonet.twin.sites import SITES, site_phantom
+
+    key = (site_name, n_phantoms, seed)
+    if key not in cache:
+        site = SITES[site_name]
+        site_idx = sorted(SITES).index(site_name)
+        out = []
+        for k in range(n_phantoms):
+            rng = np.random.default_rng([seed, site_idx, k])
+            sex = site.sex or ("M" if k % 2 == 0 else "F")
+            height = float(np.clip(rng.normal(REF_HEIGHT_CM[sex], 6.0), 145.0, 200.0))
+            bmi = float(np.clip(rng.normal(25.0, 4.0), 17.0, 38.0))
+            out.append((sex, site_phantom(site, sex=sex, height_cm=height, bmi=bmi, rng=rng)))
+        cache[key] = out
+    return cache[key]
+
+
+def build_virtual_cohort(table: pd.DataFrame, n_per_row: int = 200, *, n_phantoms: int = 6,
+                         seed: int = 0, particles: int = 4000, n_quantiles: int = 32,
+                         theta_sd: dict[str, float] | None = None, progress: bool = False,
+                         dtype: torch.dtype = torch.float64) -> VirtualCohort:
+    """Simulate the virtual patients of every table row (anatomy, plan features, baseline, theta).
+
+    Args:
+        table: Validated literature table.
+        n_per_row: Virtual patients per row.
+        n_phantoms: Phantoms (anatomies) per site, shared by the rows of the site.
+        seed: Seeds phantoms, blood-dose engine and patient draws (results are reproducible).
+        particles, n_quantiles: Blood-dose engine particles and quantile levels Q.
+        theta_sd: Inter-patient theta sd per parameter (default :data:`THETA_SD`).
+        progress: Show a progress bar.
+    """
+    from lymphonet.features import kinetics_inputs, plan_features
+    from lymphonet.twin.sites import SITES, plan_for_site
+
+    if n_per_row < 1 or n_phantoms < 1:
+        raise InputError("n_per_row and n_phantoms must be >= 1", field="n_per_row")
+    sd = dict(THETA_SD if theta_sd is None else theta_sd)
+    sd_vec = torch.tensor([sd.get(n, 0.0) for n in PARAM_NAMES], dtype=dtype)
+    phantom_cache: dict = {}
+    feature_cache: dict = {}
+    items, slices, offsets, plan_rows = [], [], [], []
+    rows = list(table.iterrows())
+    if progress:
+        from tqdm import tqdm
+
+        rows = tqdm(rows, desc="virtual cohorts", unit="row")
+    start = 0
+    for _, row in rows:
+        site = SITES[row["site"]]
+        sched = _row_schedule(site, row)
+        tech = sched.photon_technique if row["modality"] == "photon" else row["modality"]
+        feats = []
+        for k, (sex, st) in enumerate(_phantoms(row["site"], n_phantoms, seed, phantom_cache)):
+            fkey = (row["site"], k, row["modality"], tech, sched.n_fractions,
+                    sched.dose_per_fraction_gy, sched.elective_dose_per_fraction_gy)
+            if fkey not in feature_cache:
+                plan = plan_for_site(st, site, row["modality"], schedule=sched,
+                                     technique=tech if row["modality"] == "photon" else None)
+                feature_cache[fkey] = plan_features(
+                    plan.dose, st, n_fractions=plan.n_fractions,
+                    beam_on_time_s=plan.beam_on_time_s, sex=sex, n_quantiles=n_quantiles,
+                    particles=particles, seed=seed + k, patient=f"{row['id']}/phantom{k}")
+            f = feature_cache[fkey]
+            feats.append(f)
+            plan_rows.append({"id": row["id"], "phantom": k, "sex": sex, "technique": tech,
+                              "mean_blood_dose_gy": f.mean_blood_dose_gy,
+                              "mean_body_dose_gy": f.mean_body_dose_gy})
+        rng = np.random.default_rng([seed, 7919])  # same virtual patients in every row
+        med = row["baseline_alc_median"]
+        med = BASELINE_ALC_MEDIAN if pd.isna(med) else float(med)
+        base = np.clip(med * np.exp(BASELINE_ALC_LOG_SD * rng.standard_normal(n_per_row)),
+                       0.3, 5.0)
+        which = np.arange(n_per_row) % n_phantoms
+        items.append(kinetics_inputs([feats[i] for i in which], base,
+                                     chemo=[str(row["chemo"])] * n_per_row, dtype=dtype))
+        offsets.append(torch.as_tensor(rng.standard_normal((n_per_row, N_PARAMS)), dtype=dtype)
+                       * sd_vec)
+        slices.append(slice(start, start + n_per_row))
+        start += n_per_row
+    n_days = int(table["day_to"].max()) + 1
+    return VirtualCohort(table.reset_index(drop=True), concat_inputs(items), slices,
+                         torch.cat(offsets), max(n_days, 2), pd.DataFrame(plan_rows))
+
+
+# ----------------------------------------------------------------------------- prediction
+def simulate_alc(cohort: VirtualCohort, theta_pop: torch.Tensor,
+                 model: LymphocyteKinetics | None = None) -> torch.Tensor:
+    """Daily ALC ``[B, n_days]`` (10^9/L) of all virtual patients for population theta ``[P]``."""
+    model = model or LymphocyteKinetics(n_days=cohort.n_days)
+    theta = theta_pop.to(cohort.theta_offset.dtype)[None, :] + cohort.theta_offset
+    return model(cohort.inputs, theta, n_days=cohort.n_days).alc
+
+
+def row_statistics(alc: torch.Tensor, cohort: VirtualCohort,
+                   smooth_tau: float | None = None) -> torch.Tensor:
+    """Predicted statistic of every row, ``[R]``.
+
+    Args:
+        alc: ``[B, T]`` daily ALC of the cohort.
+        cohort: The virtual cohort (rows, slices).
+        smooth_tau: None for exact indicators; else ``1[x < thr]`` is replaced by
+            ``sigmoid((log thr - log x) / smooth_tau)`` (differentiable, for calibration).
+    """
+    out = []
+    for (_, row), sl in zip(cohort.table.iterrows(), cohort.slices):
+        win = alc[sl, int(row["day_from"]): int(row["day_to"]) + 1]
+        stat = row["statistic"]
+        per = win.min(1).values if stat in ("median_nadir", "fraction_nadir_below") else win.mean(1)
+        if stat == "mean_alc":
+            out.append(per.mean())
+        elif stat in ("median_alc", "median_nadir"):
+            out.append(per.median() if smooth_tau is None else per.quantile(0.5))
+        else:
+            thr = float(row["threshold"])
+            if smooth_tau is None:
+                out.append((per < thr).to(per.dtype).mean())
+            else:
+                z = (math.log(thr) - torch.log(per.clamp_min(1e-6))) / smooth_tau
+                out.append(torch.sigmoid(z).mean())
+    return torch.stack(out)
+
+
+def predict_table(cohort: VirtualCohort, params: KineticParams | None = None) -> np.ndarray:
+    """Predicted statistic of every row (exact indicators) under population ``params``."""
+    with torch.no_grad():
+        return row_statistics(simulate_alc(cohort, theta_of(params)), cohort).numpy()
+
+
+def literature_check(table: pd.DataFrame, params: KineticParams | None = None, *,
+                     n_per_row: int = 200, seed: int = 0, n_phantoms: int = 6,
+                     progress: bool = False, cohort: VirtualCohort | None = None) -> pd.DataFrame:
+    """Compare predicted with published statistics, one output row per table row.
+
+    Returns:
+        Columns ``id, statistic, published, predicted, abs_error, n, source, site, modality``.
+    """
+    cohort = cohort or build_virtual_cohort(table, n_per_row, n_phantoms=n_phantoms, seed=seed,
+                                            progress=progress)
+    pred = predict_table(cohort, params)
+    t = cohort.table
+    return pd.DataFrame({
+        "id": t["id"], "statistic": t["statistic"], "published": t["value"], "predicted": pred,
+        "abs_error": np.abs(pred - t["value"].to_numpy(float)), "n": t["n"],
+        "source": t["source"], "site": t["site"], "modality": t["modality"]})
+
+
+def plot_report(report: pd.DataFrame, path: str | Path) -> None:
+    """Predicted vs published scatter (ALC statistics and fractions side by side) with identity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, stats, label in ((axes[0], ALC_STATISTICS, "ALC statistic (10^9/L)"),
+                             (axes[1], FRACTION_STATISTICS, "fraction of patients")):
+        sub = report[report["statistic"].isin(stats)]
+        hi = max(1.0, float(np.nanmax(sub[["published", "predicted"]].to_numpy()))
+                 if len(sub) else 1.0) * 1.05
+        ax.plot([0, hi], [0, hi], "k--", lw=1, label="identity")
+        for modality, g in sub.groupby("modality"):
+            ax.scatter(g["published"], g["predicted"], label=modality, s=30)
+            for _, r in g.iterrows():
+                ax.annotate(r["id"], (r["published"], r["predicted"]), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set(xlim=(0, hi), ylim=(0, hi), xlabel=f"published {label}",
+               ylabel=f"predicted {label}")
+        ax.legend(fontsize=8)
+    fig.suptitle("lymphonet mechanistic model vs published cohorts (virtual cohorts, SIMULATED)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- calibration
+def residual_weights(table: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transformed published values and their weights 1 / variance, each ``[R]``.
+
+    ALC statistics: log scale, variance 0.5^2 / n + 0.1^2 (between-patient cv about 0.5, plus a
+    model-error floor). Fractions: arcsine-sqrt scale, variance 1 / (4 n) + 0.05^2 (binomial plus
+    floor). Rows without n use :data:`DEFAULT_N`.
+    """
+    n = table["n"].fillna(DEFAULT_N).to_numpy(float)
+    is_frac = table["statistic"].isin(FRACTION_STATISTICS).to_numpy()
+    v = table["value"].to_numpy(float)
+    target = np.where(is_frac, np.arcsin(np.sqrt(np.clip(v, 1e-4, 1 - 1e-4))),
+                      np.log(np.clip(v, 1e-3, None)))
+    var = np.where(is_frac, 1.0 / (4 * n) + 0.05**2, 0.25 / n + 0.1**2)
+    return torch.as_tensor(target), torch.as_tensor(1.0 / var)
+
+
+def transform_predictions(pred: torch.Tensor, table: pd.DataFrame) -> torch.Tensor:
+    """Predictions on the residual scale of :func:`residual_weights`."""
+    is_frac = torch.tensor(table["statistic"].isin(FRACTION_STATISTICS).to_numpy().copy())
+    frac = torch.arcsin(torch.sqrt(pred.clamp(1e-4, 1 - 1e-4)))
+    return torch.where(is_frac, frac, torch.log(pred.clamp_min(1e-3)))
+
+
+@dataclass
+class TableFit:
+    """Result of :func:`calibrate_to_table`.
+
+    Attributes:
+        names: Fitted parameters; theta: their fitted theta (relative to the priors in force).
+        params: Physical values of all parameters at the fit.
+        prior_at_fit: Prior value of every parameter when the fit ran (theta = 0).
+        report: Per row ``id, statistic, published, before, after`` (exact indicators).
+        loss_before, loss_after: Objective at the start and at the optimum.
+        converged, n_evals, message: Optimiser diagnostics.
+        lab_sigma: Lab residual sd (log ALC) used with a lab cohort, else None.
+    """
+
+    names: list[str]
+    theta: list[float]
+    params: dict[str, float]
+    prior_at_fit: dict[str, float]
+    report: pd.DataFrame
+    loss_before: float
+    loss_after: float
+    converged: bool
+    n_evals: int
+    message: str
+    lab_sigma: float | None = None
+
+    def to_dict(self) -> dict:
+        rep = self.report.replace({np.nan: None}).to_dict(orient="records")
+        return {"fitted": self.names, "theta": dict(zip(self.names, self.theta)),
+                "params": self.params, "prior_at_fit": self.prior_at_fit, "rows": rep,
+                "loss_before": self.loss_before, "loss_after": self.loss_after,
+                "converged": self.converged, "n_evals": self.n_evals, "message": self.message,
+                "lab_sigma": self.lab_sigma}
+
+
+def calibrate_to_table(cohort: VirtualCohort, fit_names=FIT_NAMES, *,
+                       theta0: torch.Tensor | None = None,
+                       prior_sd: float | dict[str, float] | None = None,
+                       smooth_tau: float = 0.1, max_iter: int = 150,
+                       labs: tuple[KineticsInputs, object] | None = None,
+                       lab_sigma: float = 0.3, gtol: float = 1e-5,
+                       ftol: float = 2.2e-9) -> TableFit:
+    """Fit population theta of ``fit_names`` to the table's statistics (and optional labs).
+
+    Objective: 0.5 sum_r w_r (g(pred_r) - g(published_r))^2 + 0.5 sum (theta / prior_sd)^2
+    (+ the negative log-likelihood of a lab cohort under the log-normal observation model of
+    :mod:`lymphonet.kinetics.calibrate`, population theta, lab sd ``lab_sigma``), minimised by
+    L-BFGS-B over theta in [-8, 8] with autograd gradients.
+
+    Args:
+        cohort: Virtual cohort of the table.
+        fit_names: Parameters to fit; others stay at ``theta0`` (default 0 = prior).
+        theta0: Starting full theta ``[N_PARAMS]``.
+        prior_sd: Prior sd of each fitted theta (mean 0: the prior values in force): a number
+            or a dict by name (missing names: 2.0); default :data:`FIT_PRIOR_SD`.
+        smooth_tau: Sigmoid width (log ALC) of the indicator surrogate.
+        max_iter: Optimiser iterations.
+        labs: Optional ``(inputs, observations)`` of a cohort with lab series.
+        lab_sigma: Residual sd of log lab ALC for ``labs``.
+        gtol, ftol: L-BFGS-B stopping tolerances (projected gradient, relative decrease).
+    """
+    from scipy.optimize import minimize
+
+    from lymphonet.kinetics.calibrate import log_likelihood
+
+    names = [param_spec(n).name for n in fit_names]
+    idx = [PARAM_NAMES.index(n) for n in names]
+    base = torch.zeros(N_PARAMS, dtype=torch.float64) if theta0 is None else theta0.double()
+    sd_map = FIT_PRIOR_SD if prior_sd is None else prior_sd
+    sd = torch.tensor([sd_map.get(n, 2.0) if isinstance(sd_map, dict) else float(sd_map)
+                       for n in names], dtype=torch.float64)
+    target, weight = residual_weights(cohort.table)
+    model = LymphocyteKinetics(n_days=cohort.n_days)
+    lab_model = None
+    if labs is not None:
+        lab_days = math.ceil(float(labs[1].days[labs[1].mask].max())) + 2
+        lab_model = LymphocyteKinetics(n_days=max(lab_days, 2))
+
+    def objective(z: torch.Tensor) -> torch.Tensor:
+        th = expand_theta(z, names, base)
+        pred = row_statistics(simulate_alc(cohort, th, model), cohort, smooth_tau)
+        r = transform_predictions(pred, cohort.table) - target
+        loss = 0.5 * (weight * r**2).sum() + 0.5 * ((z / sd) ** 2).sum()
+        if labs is not None:
+            inp, obs = labs
+            out = lab_model(inp, th.expand(inp.batch_size, N_PARAMS))
+            loss = loss - log_likelihood(out.alc, out.days, obs, lab_sigma).sum()
+        return loss
+
+    n_evals = 0
+
+    def fun(x):
+        nonlocal n_evals
+        n_evals += 1
+        z = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        loss = objective(z)
+        (g,) = torch.autograd.grad(loss, z)
+        return float(loss.detach()), g.numpy().astype(float)
+
+    x0 = base[idx].numpy().copy()
+    loss0 = fun(x0)[0]
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(-8.0, 8.0)] * len(names),
+                   options={"maxiter": max_iter, "gtol": gtol, "ftol": ftol})
+    theta_hat = expand_theta(torch.as_tensor(res.x, dtype=torch.float64), names, base)
+    phys = theta_to_tensor(theta_hat)
+    with torch.no_grad():
+        before = row_statistics(simulate_alc(cohort, base, model), cohort).numpy()
+        after = row_statistics(simulate_alc(cohort, theta_hat, model), cohort).numpy()
+    t = cohort.table
+    report = pd.DataFrame({"id": t["id"], "statistic": t["statistic"], "published": t["value"],
+                           "before": before, "after": after,
+                           "abs_error_before": np.abs(before - t["value"]),
+                           "abs_error_after": np.abs(after - t["value"]), "n": t["n"],
+                           "source": t["source"]})
+    return TableFit(
+        names=names, theta=[float(res.x[i]) for i in range(len(names))],
+        params={n: float(phys[i]) for i, n in enumerate(PARAM_NAMES)},
+        prior_at_fit={s.name: s.prior for s in PARAM_SPECS}, report=report,
+        loss_before=float(loss0), loss_after=float(res.fun), converged=bool(res.success),
+        n_evals=n_evals, message=str(res.message), lab_sigma=lab_sigma if labs else None)
+
+
+def write_params_json(fit: TableFit, path: str | Path, *, table_path=None, n_per_row=None,
+                      seed=None, n_phantoms=None, extra: dict | None = None) -> dict:
+    """Write the shipped-format params JSON: physical values, theta, provenance, fit report."""
+    from lymphonet import __version__
+
+    prov = {"lymphonet_version": __version__, "method": "lymphonet.twin.literature."
+            "calibrate_to_table", "n_per_row": n_per_row, "seed": seed, "n_phantoms": n_phantoms,
+            "baseline_alc": {"median": BASELINE_ALC_MEDIAN, "log_sd": BASELINE_ALC_LOG_SD},
+            "inter_patient_theta_sd": THETA_SD}
+    if table_path is not None:
+        data = Path(table_path).read_bytes()
+        prov["table"] = Path(table_path).name
+        prov["table_sha256"] = hashlib.sha256(data).hexdigest()
+    prov.update(extra or {})
+    doc = {"format": "lymphonet.population_params/1",
+           "units": {s.name: s.unit for s in PARAM_SPECS}, "params": fit.params,
+           "provenance": prov, "fit": fit.to_dict()}
+    Path(path).write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")
+    return doc
+
+
+def lab_cohort_inputs(directory: str | Path, *, n_quantiles: int = 32, particles: int = 4000,
+                      seed: int = 0, progress: bool = False):
+    """Kinetics inputs and lab observations of a cohort folder (manifest + labs), for a joint fit.
+
+    Each patient's first plan is read (dose, canonical structures), reduced to plan features and
+    paired with its lab series. Returns ``(inputs, observations, patient_ids)``.
+
+    Raises:
+        InputError: the cohort has no labs, or a plan cannot be read (naming patient and file).
+    """
+    from lymphonet.features import kinetics_inputs, plan_features
+    from lymphonet.io.cohort import load_cohort
+    from lymphonet.io.loaders import read_dose, read_structures
+    from lymphonet.kinetics.calibrate import Observations
+
+    cohort = load_cohort(directory)
+    if cohort.labs.empty:
+        raise InputError("the lab cohort has no lab values", file=directory, field="labs")
+    seen: set[str] = set()
+    plans = [p for p in cohort.plans if not (p.patient_id in seen or seen.add(p.patient_id))]
+    if progress:
+        from tqdm import tqdm
+
+        plans = tqdm(plans, desc="lab cohort plans", unit="plan")
+    feats, base, days, chemo, ids = [], [], [], [], []
+    for p in plans:
+        if p.structures_path is None:
+            raise InputError("a structures file is needed for plan features", patient=p.patient_id,
+                             field="structures_path")
+        dose = read_dose(p.dose_path, patient=p.patient_id)
+        st = read_structures(p.structures_path, dose, structure_map=p.structure_map,
+                             patient=p.patient_id)
+        beam = p.beam_on_time_s if math.isfinite(p.beam_on_time_s) else 60.0
+        feats.append(plan_features(dose, st, n_fractions=p.n_fractions, beam_on_time_s=beam,
+                                   sex=p.sex or "M", n_quantiles=n_quantiles,
+                                   particles=particles, seed=seed, patient=p.patient_id))
+        base.append(p.baseline_alc)
+        days.append(np.asarray(p.fraction_days, float))
+        chemo.append(p.chemo or "none")
+        ids.append(p.patient_id)
+    inputs = kinetics_inputs(feats, base, fraction_days=days, chemo=chemo, dtype=torch.float64)
+    labs = cohort.labs
+    obs = Observations.from_long(labs["patient_id"].to_numpy(), labs["day"].to_numpy(float),
+                                 labs["alc"].to_numpy(float), ids)
+    return inputs, obs, ids
