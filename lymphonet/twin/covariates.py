@@ -174,7 +174,7 @@ class CovariateEffects:
     low_bmi: dict[str, float] = field(default_factory=lambda: {
         "alpha_per_gy": 0.10, "baseline_loss": 0.10})
     chemo: dict[str, float] = field(default_factory=lambda: {
-        "chemo_rate_per_day": 0.8, "slow_recovery_days": 0.2, "baseline_loss": 0.2})
+        "slow_recovery_days": 0.1, "baseline_loss": 0.1})
     temozolomide: dict[str, float] = field(default_factory=lambda: {"chemo_rate_per_day": 0.4})
 
 
@@ -281,18 +281,26 @@ class DoseEffects:
       (destroyed node architecture lowers the set point);
     * spleen: ``min(mean spleen dose / 10 Gy, 1.5)`` scales ``spleen`` (effective
       radiosensitivity of the pool rises when the splenic reservoir is irradiated);
-    * low-dose bath: body V5 scales ``bath`` (lymphocytes resident in irradiated non-lymphoid
-      tissue, which the mechanistic layer does not model, raise the effectively exposed share).
+    * low-dose bath: body V5 above ``bath_reference_v5`` scales ``bath`` (lymphocytes resident in
+      irradiated non-lymphoid tissue, which the mechanistic layer does not model, raise the
+      effectively exposed share).
+
+    The spleen and bath terms are centred (``spleen_reference_gy``, ``bath_reference_v5``) and the
+    concurrent-chemotherapy depletion rate is not shifted at all, because the population priors
+    are already calibrated to published cohorts (docs/kinetics.md §7): these effects spread
+    patients around the population rather than shifting the whole cohort.
     """
 
     marrow_v20_threshold: float = 0.10
     marrow_v20_width: float = 0.02
     marrow: dict[str, float] = field(default_factory=lambda: {
-        "slow_recovery_days": 0.4, "baseline_loss": 0.3})
+        "slow_recovery_days": 0.3, "baseline_loss": 0.2})
     vertebral: dict[str, float] = field(default_factory=lambda: {"slow_recovery_days": 0.3})
-    nodes: dict[str, float] = field(default_factory=lambda: {"baseline_loss": 0.5})
-    spleen: dict[str, float] = field(default_factory=lambda: {"alpha_per_gy": 0.3})
-    bath: dict[str, float] = field(default_factory=lambda: {"blood_share": 1.5})
+    nodes: dict[str, float] = field(default_factory=lambda: {"baseline_loss": 0.3})
+    spleen: dict[str, float] = field(default_factory=lambda: {"alpha_per_gy": 0.2})
+    bath: dict[str, float] = field(default_factory=lambda: {"blood_share": 1.0})
+    spleen_reference_gy: float = 3.0
+    bath_reference_v5: float = 0.4
 
 
 def dose_shift(drivers: dict[str, float], effects: DoseEffects | None = None) -> np.ndarray:
@@ -303,8 +311,8 @@ def dose_shift(drivers: dict[str, float], effects: DoseEffects | None = None) ->
     out = _vec(e.marrow, float(s))
     out += _vec(e.vertebral, min(drivers["vertebral_marrow_v30"] / 0.3, 1.0))
     out += _vec(e.nodes, min(drivers["node_station_v40"] / 0.3, 1.0))
-    out += _vec(e.spleen, min(drivers["spleen_mean_gy"] / 10.0, 1.5))
-    out += _vec(e.bath, drivers["body_v5"])
+    out += _vec(e.spleen, (min(drivers["spleen_mean_gy"], 15.0) - e.spleen_reference_gy) / 10.0)
+    out += _vec(e.bath, drivers["body_v5"] - e.bath_reference_v5)
     return out
 
 

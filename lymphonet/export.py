@@ -1,0 +1,473 @@
+"""Model bundles: a trained checkpoint as a self-describing, checksummed folder for scoring.
+
+Layout of a bundle folder (nothing in it is a pickle; nothing in it names a patient)::
+
+    weights.pt            model state dict (tensors only; read with torch.load(weights_only=True))
+    config.json           the resolved training configuration (data, model, loss, train, ...)
+    clinical_encoder.json the fitted clinical-feature encoder (training-fold means / sds)
+    metadata.json         inputs, outputs, training-cohort summary, held-out metrics, versions,
+                          intended use and limits, export parity figures
+    network.onnx          the network part (CNN + MLP -> theta), if ``onnx`` + ``onnxscript``
+    network.ts            the same as TorchScript (torch.jit.trace), the always-available fallback
+    checksums.sha256      SHA-256 of every other file (``sha256sum -c`` format)
+
+The *network part* (:class:`NetworkHead`: image, clinical vector, dose summary -> the full
+unconstrained kinetic parameter vector theta, or the CNN-only head's log-ratio knots) is what
+ONNX / TorchScript hold; the kinetics layer and the noise model stay in eager PyTorch
+(:func:`trajectory_from_network`), because the kinetics integrates a schedule whose length varies
+per patient and is cheap. :func:`load_bundle` verifies checksums and versions before it builds
+anything and fails with an :class:`~lymphonet.errors.InputError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lymphonet.errors import InputError
+from lymphonet.portable import (
+    NetworkHead,
+    example_inputs,
+    onnx_session,
+    portable_exports,
+    run_onnx,
+    trajectory_from_network,
+)
+
+__all__ = ["Bundle", "NetworkHead", "example_inputs", "export_bundle", "load_bundle",
+           "onnx_session", "resolve_run_checkpoint", "run_onnx", "trajectory_from_network",
+           "untrained_checkpoint", "verify_checksums", "write_checksums"]
+
+BUNDLE_FORMAT = "lymphonet-bundle/1"
+CHECKSUM_FILE = "checksums.sha256"
+REQUIRED_FILES = ("weights.pt", "config.json", "clinical_encoder.json", "metadata.json")
+INTERVAL_LEVEL = 0.9
+
+INTENDED_USE = (
+    "Research use only: rank patients or compare treatment plans by their predicted risk of "
+    "radiation-induced lymphopenia (ALC trajectory, nadir, CTCAE grade >= 3 and grade 4 "
+    "probabilities). Not a medical device; not for individual treatment decisions.")
+LIMITS = [
+    ("Trained on the cohort summarised under training_cohort; when that cohort is SIMULATED "
+     "(lymphonet twin: thorax / abdomen / brain sites) the numbers are not clinical evidence."),
+    ("Other anatomy (e.g. head and neck, breast) still scores: organ channels that a plan does "
+     "not contour are zero, EDIC is missing without lungs and heart, and the prediction is an "
+     "extrapolation outside the training distribution."),
+    ("Inputs must follow the data contract: total-course dose in Gy (RBE-weighted for particles), "
+     "baseline ALC in 10^9/L, beam-on time per fraction in s; no unit is guessed."),
+    ("Intervals come from the learned residual-noise model (90% central, log-normal); they do "
+     "not include uncertainty in the network weights."),
+    ("Blood-dose features are Monte-Carlo estimates with a fixed seed (reproducible); their "
+     "statistical precision depends on the particle count recorded under inputs."),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# versions and checksums
+
+
+def current_versions() -> dict[str, str]:
+    """lymphonet, torch and python versions of this process."""
+    from lymphonet.training.checkpoint import versions
+
+    return versions()
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split("+")[0].split(".")[:2])
+
+
+def check_versions(recorded: dict[str, str], *, file: str | Path | None = None) -> None:
+    """Refuse a bundle written by an incompatible lymphonet (major.minor) or torch (major).
+
+    Raises:
+        InputError: Field ``versions.lymphonet`` or ``versions.torch``, both versions named.
+    """
+    now = current_versions()
+    if _major_minor(str(recorded.get("lymphonet", "?"))) != _major_minor(now["lymphonet"]):
+        raise InputError(f"bundle written by lymphonet {recorded.get('lymphonet')}, this is "
+                         f"{now['lymphonet']} (major.minor must match); re-export it with this "
+                         "version", file=file, field="versions.lymphonet")
+    if str(recorded.get("torch", "?")).split(".")[0] != now["torch"].split(".")[0]:
+        raise InputError(f"bundle written with torch {recorded.get('torch')}, this is torch "
+                         f"{now['torch']} (major version must match)", file=file,
+                         field="versions.torch")
+
+
+def kinetics_constants() -> dict[str, Any]:
+    """The kinetics layer's fixed constants that predictions depend on but weights do not hold:
+    each parameter's (prior, lower, upper) and the lymphoid organs' share of body lymphocytes."""
+    from lymphonet.kinetics import ORGAN_SHARE_OF_BODY, PARAM_SPECS
+
+    return {"params": {p.name: [float(p.prior), float(p.lower), float(p.upper)]
+                       for p in PARAM_SPECS},
+            "organ_share": {k: float(v) for k, v in ORGAN_SHARE_OF_BODY.items()}}
+
+
+def check_kinetics(recorded: dict[str, Any] | None, *, file: str | Path | None = None) -> None:
+    """Refuse a bundle whose kinetics priors / bounds differ from this library's.
+
+    The network outputs theta *relative to* the priors, so the same weights give other
+    predictions if the priors change (e.g. after a recalibration).
+
+    Raises:
+        InputError: Field ``kinetics``, naming the parameters that differ.
+    """
+    if recorded is None:
+        return
+    now = kinetics_constants()
+    diff = [f"{group}.{k}" for group in ("params", "organ_share")
+            for k in sorted(set(recorded.get(group, {})) | set(now[group]))
+            if recorded.get(group, {}).get(k) != now[group].get(k)]
+    if diff:
+        raise InputError(f"kinetic priors / bounds differ from the ones the bundle was exported "
+                         f"with ({', '.join(diff[:6])}); re-export the model with this version",
+                         file=file, field="kinetics")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> Path:
+    """Write ``checksums.sha256`` over every other file in ``folder`` (sorted, sha256sum format)."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != CHECKSUM_FILE)
+    lines = [f"{sha256_file(folder / n)}  {n}" for n in names]
+    path = folder / CHECKSUM_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def verify_checksums(folder: Path) -> dict[str, str]:
+    """Check every file listed in ``checksums.sha256`` and that the required files are listed.
+
+    Returns:
+        File name -> hex digest.
+
+    Raises:
+        InputError: Missing checksum file, unlisted required file, missing or altered file.
+    """
+    sums_path = folder / CHECKSUM_FILE
+    if not sums_path.is_file():
+        raise InputError("no checksums.sha256: not a lymphonet bundle (or an incomplete one)",
+                         file=sums_path, field="checksums")
+    listed: dict[str, str] = {}
+    for i, line in enumerate(sums_path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or "/" in name or name.startswith("."):
+            raise InputError(f"malformed line {i}", file=sums_path, field="checksums")
+        listed[name] = digest
+    for name in REQUIRED_FILES:
+        if name not in listed:
+            raise InputError("required file not covered by the checksums", file=folder / name,
+                             field="checksums")
+    for name, digest in listed.items():
+        path = folder / name
+        if not path.is_file():
+            raise InputError("file listed in checksums.sha256 is missing", file=path,
+                             field="checksums")
+        if sha256_file(path) != digest:
+            raise InputError("checksum mismatch: the file was altered after export (re-export "
+                             "the bundle)", file=path, field="checksums")
+    return listed
+
+
+# ---------------------------------------------------------------------------------------------
+# bundle object
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified bundle.
+
+    Attributes:
+        path: Bundle folder.
+        model: Eager HybridModel in eval mode (CPU).
+        data_config: Preprocessing settings the model was trained with.
+        encoder: Fitted :class:`~lymphonet.preprocess.ClinicalEncoder`.
+        metadata: Content of metadata.json.
+        model_version: ``<lymphonet version>+<first 12 hex of the weights' SHA-256>``.
+    """
+
+    path: Path
+    model: nn.Module
+    data_config: Any
+    encoder: Any
+    metadata: dict[str, Any]
+    model_version: str
+
+    @property
+    def onnx_path(self) -> Path | None:
+        p = self.path / "network.onnx"
+        return p if p.is_file() else None
+
+    @property
+    def torchscript_path(self) -> Path | None:
+        p = self.path / "network.ts"
+        return p if p.is_file() else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read JSON ({err})", file=path) from None
+
+
+def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
+    """Verify (checksums, format, versions) and load a bundle.
+
+    Args:
+        folder: Bundle folder written by :func:`export_bundle`.
+        verify: Check checksums (keep True; False only for a folder just verified in this
+            process, e.g. in scoring workers).
+
+    Raises:
+        InputError: Not a bundle, altered files, incompatible versions, inconsistent content.
+    """
+    from lymphonet.config import from_dict
+    from lymphonet.models.hybrid import HybridModel, ModelConfig
+    from lymphonet.preprocess import ClinicalEncoder, DataConfig
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("model bundle folder not found", file=folder, field="--model")
+    digests = verify_checksums(folder) if verify else {}
+    meta = _read_json(folder / "metadata.json")
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise InputError(f"not a {BUNDLE_FORMAT} bundle (format {meta.get('format')!r})",
+                         file=folder / "metadata.json", field="format")
+    check_versions(meta.get("versions", {}), file=folder / "metadata.json")
+    check_kinetics(meta.get("kinetics"), file=folder / "metadata.json")
+    config = _read_json(folder / "config.json")
+    data_cfg = from_dict(DataConfig, config.get("data"), where="config.data")
+    model_cfg = from_dict(ModelConfig, config.get("model"), where="config.model")
+    encoder = ClinicalEncoder.from_dict(_read_json(folder / "clinical_encoder.json"))
+    try:
+        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        model = HybridModel(cfg=model_cfg, **meta["inputs"]["model_inputs"])
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, OSError) as err:
+        raise InputError(f"weights do not fit the configured model ({err})",
+                         file=folder / "weights.pt", field="weights") from None
+    weights_sha = digests.get("weights.pt") or sha256_file(folder / "weights.pt")
+    version = f"{meta['versions']['lymphonet']}+{weights_sha[:12]}"
+    if meta.get("model_version") not in (None, version):
+        raise InputError(f"model_version {meta.get('model_version')!r} does not match the "
+                         f"weights ({version})", file=folder / "metadata.json",
+                         field="model_version")
+    return Bundle(folder, model.eval(), data_cfg, encoder, meta, version)
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def _run_artifacts(run_dir: Path) -> tuple[dict[str, Any], list | None]:
+    """Held-out metrics (metrics.json ``results``) and split summary of a training run folder."""
+    metrics, summary = {}, None
+    if (run_dir / "metrics.json").is_file():
+        m = _read_json(run_dir / "metrics.json")
+        metrics = {"held_out_fold": m.get("results", {}), "best_epoch": m.get("best_epoch"),
+                   "epochs_run": m.get("epochs_run")}
+    if (run_dir / "split_summary.json").is_file():
+        summary = json.loads((run_dir / "split_summary.json").read_text())
+    return metrics, summary
+
+
+def build_metadata(ckpt: dict[str, Any], data_cfg, encoder, run_dir: Path) -> dict[str, Any]:
+    """metadata.json content (everything but parity, files and model_version)."""
+    from lymphonet.preprocess import DOSE_SUMMARY_NAMES
+
+    metrics, split = _run_artifacts(run_dir)
+    cohort_cfg = ckpt["config"].get("cohort", {})
+    simulated = not cohort_cfg.get("path")
+    return {
+        "format": BUNDLE_FORMAT,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "inputs": {
+            "model_inputs": ckpt["model_inputs"],
+            "grid": {"shape_dhw": list(data_cfg.shape), "spacing_mm_xyz": list(data_cfg.spacing_mm),
+                     "orientation": "axis-aligned LPS (W to patient left, H posterior, D "
+                                    "superior), centred on the target bounding box "
+                                    f"(crop_center={data_cfg.crop_center})"},
+            "channels": ["dose"] + list(data_cfg.organ_channels),
+            "units": {"dose": f"Gy total course, channel 0 = dose / {data_cfg.dose_scale_gy} Gy",
+                      "baseline_alc": "10^9/L", "beam_on_time_s": "s per fraction",
+                      "dose_per_fraction_gy": "Gy"},
+            "clinical_columns": list(encoder.feature_names),
+            "dose_summary_columns": list(DOSE_SUMMARY_NAMES)[: ckpt["model_inputs"].get(
+                "n_dose_summary", 0)],
+            "manifest_columns": ["patient_id", "plan_id", "site", "modality", "n_fractions",
+                                 "dose_per_fraction_gy", "fraction_days", "beam_on_time_s",
+                                 "chemo", "age", "sex", "bmi", "baseline_alc", "dose_path",
+                                 "structures_path", "structure_map"],
+            "blood_particles": data_cfg.blood_particles, "n_quantiles": data_cfg.n_quantiles,
+        },
+        "outputs": {
+            "columns": list(_score_columns()),
+            "trajectory_columns": ["plan_id", "day", "alc", "lower", "upper"],
+            "days": f"0..{ckpt['config']['model']['n_days'] - 1} (days from the first fraction)",
+            "interval_level": INTERVAL_LEVEL,
+            "grades": "CTCAE v5: grade >= 3 when ALC < 0.5, grade 4 when ALC < 0.2 (10^9/L)",
+        },
+        "training_cohort": {
+            "simulated": simulated,
+            "source": "simulated (lymphonet twin)" if simulated else "cohort folder (path not "
+                                                                      "recorded)",
+            "sites": cohort_cfg.get("sites"), "modalities": cohort_cfg.get("modalities"),
+            "n_plans": cohort_cfg.get("n") if simulated else None,
+            "split_summary": split,
+            "clinical_means": encoder.mean, "clinical_sds": encoder.std,
+        },
+        "validation_metrics": metrics,
+        "versions": {"trained_with": ckpt.get("versions", {}), **current_versions()},
+        "kinetics": ckpt.get("kinetics") or kinetics_constants(),
+        "intended_use": INTENDED_USE,
+        "limits": LIMITS,
+    }
+
+
+def _score_columns() -> tuple[str, ...]:
+    from lymphonet.scoring import SCORE_COLUMNS
+
+    return SCORE_COLUMNS
+
+
+def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = True,
+                  torchscript: bool = True, overwrite: bool = False) -> Path:
+    """Write a bundle folder from a training checkpoint.
+
+    Args:
+        checkpoint: ``best.pt`` / ``final.pt`` of a run (its folder's metrics.json and
+            split_summary.json are read if present).
+        out_dir: New bundle folder (must not exist unless ``overwrite``).
+        onnx: Also export network.onnx (needs onnx + onnxscript; skipped with a note if absent).
+        torchscript: Also export network.ts.
+        overwrite: Replace an existing folder.
+
+    Returns:
+        The bundle folder.
+
+    Raises:
+        InputError: Unreadable checkpoint, no clinical encoder (trained on in-memory synthetic
+            batches), inconsistent input sizes, or an existing output folder.
+    """
+    from lymphonet.config import from_dict
+    from lymphonet.preprocess import DOSE_SUMMARY_NAMES, ClinicalEncoder, DataConfig
+    from lymphonet.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    checkpoint, out = Path(checkpoint), Path(out_dir)
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("encoder") is None:
+        raise InputError("checkpoint has no clinical encoder (trained on in-memory synthetic "
+                         "batches); it cannot score plans from files", file=checkpoint,
+                         field="encoder")
+    data_cfg = from_dict(DataConfig, ckpt["config"].get("data"), where="checkpoint.config.data")
+    encoder = ClinicalEncoder.from_dict(ckpt["encoder"])
+    mi = ckpt["model_inputs"]
+    expected = {"n_channels": data_cfg.n_channels, "n_clinical": encoder.n_features}
+    for key, value in expected.items():
+        if int(mi.get(key, -1)) != value:
+            raise InputError(f"model_inputs.{key} = {mi.get(key)} but the data config / encoder "
+                             f"give {value}", file=checkpoint, field=f"model_inputs.{key}")
+    if int(mi.get("n_dose_summary", 0)) not in (0, len(DOSE_SUMMARY_NAMES)):
+        raise InputError(f"n_dose_summary {mi.get('n_dose_summary')} is neither 0 nor "
+                         f"{len(DOSE_SUMMARY_NAMES)}", file=checkpoint,
+                         field="model_inputs.n_dose_summary")
+    model = model_from_checkpoint(ckpt)
+    if out.exists():
+        if not overwrite:
+            raise InputError("output folder exists (use --force to replace it)", file=out,
+                             field="--out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    torch.save({k: v.contiguous() for k, v in ckpt["model"].items()}, out / "weights.pt")
+    (out / "config.json").write_text(json.dumps(ckpt["config"], indent=1))
+    (out / "clinical_encoder.json").write_text(json.dumps(encoder.to_dict(), indent=1))
+    meta = build_metadata(ckpt, data_cfg, encoder, checkpoint.parent)
+    meta["parity"] = portable_exports(model, out, mi, tuple(data_cfg.shape), onnx, torchscript)
+    meta["model_version"] = f"{meta['versions']['lymphonet']}+{sha256_file(out / 'weights.pt')[:12]}"
+    meta["files"] = sorted(p.name for p in out.iterdir()) + ["metadata.json", CHECKSUM_FILE]
+    (out / "metadata.json").write_text(json.dumps(meta, indent=1, default=float))
+    write_checksums(out)
+    return out
+
+
+def resolve_run_checkpoint(run: str, runs_dir: str | Path = "runs") -> Path:
+    """Checkpoint of a training run given as a run folder or an MLflow run id.
+
+    A run folder gives ``best.pt`` (else ``final.pt``); a run id is looked up in the
+    ``metrics.json`` files under ``runs_dir`` (each records its MLflow ``run_id``).
+
+    Raises:
+        InputError: No such run or no checkpoint in it.
+    """
+    folder = Path(run)
+    if not folder.is_dir():
+        hits = [p.parent for p in sorted(Path(runs_dir).glob("*/metrics.json"))
+                if _read_json(p).get("run_id") == run]
+        if not hits:
+            raise InputError(f"no run folder with MLflow run id {run!r} under {runs_dir}",
+                             file=runs_dir, field="--run")
+        folder = hits[0]
+    for name in ("best.pt", "final.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    raise InputError("run folder has no best.pt or final.pt", file=folder, field="--run")
+
+
+def untrained_checkpoint(path: str | Path, *, data_config=None, model_config=None,
+                         seed: int = 0, head_scale: float = 0.5) -> Path:
+    """A checkpoint of a *randomly initialised* model in the training format, for tests and
+    benchmarks only (its predictions mean nothing).
+
+    The zero-initialised adjustment head gets random weights of size ``head_scale`` so that
+    the network part actually moves theta (parity checks are then not trivially 0 = 0).
+    """
+    from lymphonet.config import to_dict
+    from lymphonet.models.hybrid import HybridModel, ModelConfig
+    from lymphonet.preprocess import DOSE_SUMMARY_NAMES, ClinicalEncoder, DataConfig
+    from lymphonet.training.checkpoint import save_checkpoint
+    from lymphonet.training.config import TrainingRunConfig
+
+    data_config = data_config or DataConfig()
+    model_config = model_config or ModelConfig()
+    torch.manual_seed(seed)
+    encoder = ClinicalEncoder({k: 0.0 for k in _numeric_names()},
+                              {k: 1.0 for k in _numeric_names()}, _sites())
+    inputs = {"n_channels": data_config.n_channels, "n_clinical": encoder.n_features,
+              "n_dose_summary": len(DOSE_SUMMARY_NAMES)}
+    model = HybridModel(cfg=model_config, **inputs)
+    if model.head is not None:
+        nn.init.normal_(model.head.weight, std=head_scale / model.head.weight.shape[1] ** 0.5)
+    cfg = TrainingRunConfig(name="untrained", data=data_config, model=model_config)
+    return save_checkpoint(path, model, config=to_dict(cfg), model_inputs=inputs,
+                           state={"epoch": 0}, encoder=encoder.to_dict())
+
+
+def _numeric_names() -> list[str]:
+    from lymphonet.preprocess import _NUMERIC
+
+    return list(_NUMERIC)
+
+
+def _sites() -> tuple[str, ...]:
+    from lymphonet.preprocess import _default_sites
+
+    return _default_sites()
