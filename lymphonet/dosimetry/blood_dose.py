@@ -81,6 +81,11 @@ def _alias_tables(probs: list[np.ndarray], device: torch.device):
     q = np.ones((len(probs), width))
     alias = np.tile(np.arange(width), (len(probs), 1)) + np.arange(len(probs))[:, None] * width
     for c, p in enumerate(probs):
+        nonzero = np.flatnonzero(np.asarray(p))
+        if nonzero.size == 1:  # one dose value (e.g. an unirradiated compartment): no table
+            q[c], alias[c] = 0.0, c * width + nonzero[0]
+            q[c, nonzero[0]] = 1.0
+            continue
         scaled = np.zeros(width)
         scaled[:np.asarray(p).size] = np.asarray(p, dtype=float) / np.sum(p) * width
         small = [i for i in range(width) if scaled[i] < 1.0]

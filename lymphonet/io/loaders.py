@@ -119,7 +119,9 @@ def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
 
 def _body_contains_everything(structures: StructureSet) -> StructureSet:
     """``body`` |= every other mask (label maps store overlapping voxels under one label only)."""
-    body = np.logical_or.reduce(list(structures.masks.values()))
+    body = structures.masks["body"].copy()
+    for mask in structures.masks.values():
+        np.logical_or(body, mask, out=body)
     masks = dict(structures.masks)
     masks["body"] = body
     return StructureSet(masks, structures.grid, structures.empty, structures.source)

@@ -262,7 +262,11 @@ def read_label_map(
     if grid is not None:
         grid.require_same_grid(volume, what="label map", patient=patient, file=path,
                                field="labels")
-    present = {int(v) for v in np.unique(labels)} - {0}
+    if labels.size and labels.min() >= 0 and labels.max() < 65536:
+        counts = np.bincount(labels.ravel(), minlength=1)  # much faster than np.unique
+        present = {int(v) for v in np.flatnonzero(counts)} - {0}
+    else:
+        present = {int(v) for v in np.unique(labels)} - {0}
     masks: dict[str, np.ndarray] = {}
     empty: list[str] = []
     for name, label in sorted(label_names.items(), key=lambda item: item[1]):

@@ -270,3 +270,18 @@ def test_cuda_matches_cpu_in_distribution():
     assert gpu.per_fraction_gy.device.type == "cuda"
     tol = 4 * math.hypot(_se(cpu.per_fraction_gy), _se(gpu.per_fraction_gy.cpu()))
     assert abs(cpu.mean_gy - gpu.mean_gy) < tol
+
+
+def test_alias_tables_sample_each_row_law():
+    """Alias tables (incl. the one-value fast path) reproduce each row's categorical law."""
+    from lymphonet.dosimetry.blood_dose import _alias_draw, _alias_tables
+
+    laws = [np.array([0.0, 0.0, 1.0, 0.0]), np.array([0.1, 0.2, 0.3, 0.4])]
+    q, alias, width = _alias_tables(laws, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    n = 200_000
+    for row, law in enumerate(laws):
+        u = torch.rand(n, generator=gen, dtype=torch.float64)
+        flat = _alias_draw(q, alias, width, torch.full((n,), row), u)
+        counts = np.bincount((flat - row * width).numpy(), minlength=width) / n
+        np.testing.assert_allclose(counts, law, atol=0.005)
