@@ -100,9 +100,9 @@ BASELINE_ALC_MEDIAN, BASELINE_ALC_SDLOG, BASELINE_ALC_AGE_SLOPE = 1.7, 0.35, -0.
 #: Patient random effect sd per theta column (lymphonet assumption: inter-patient spread of a few
 #: tens of per cent on each physical parameter around the prior).
 RANDOM_EFFECT_SD: dict[str, float] = {
-    "alpha_per_gy": 0.35, "beta_per_gy2": 0.2, "blood_share": 0.35, "blood_residence_days": 0.2,
-    "fast_fraction": 0.3, "fast_recovery_days": 0.3, "slow_recovery_days": 0.3,
-    "baseline_loss": 0.4, "chemo_rate_per_day": 0.4,
+    "alpha_per_gy": 0.2, "beta_per_gy2": 0.1, "blood_share": 0.2, "blood_residence_days": 0.1,
+    "fast_fraction": 0.15, "fast_recovery_days": 0.15, "slow_recovery_days": 0.15,
+    "baseline_loss": 0.2, "chemo_rate_per_day": 0.2,
 }
 
 
