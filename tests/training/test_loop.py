@@ -43,7 +43,7 @@ def test_tiny_overfit_beats_population_model(data):
     model = build_model(cfg(use_cnn=False), INPUTS)
     mech = build_model(mechanistic_config(cfg()), INPUTS)
     before = evaluate(model, loader, CPU)["log_alc_rmse"]
-    fit(model, loader, loader, epochs=40, lr=3e-2, weight_decay=0.0,
+    fit(model, loader, loader, epochs=80, lr=3e-2, weight_decay=0.0,
         loss_cfg=LossConfig(prior_weight=0.0), device=CPU, lr_schedule="none", patience=100)
     fit(mech, loader, loader, epochs=40, lr=3e-2, weight_decay=0.0, loss_cfg=LossConfig(),
         device=CPU, lr_schedule="none", patience=100)
