@@ -50,3 +50,25 @@ def test_demo_runs_end_to_end(tmp_path):
     assert summary.loc["proton", "predicted_nadir"] > summary.loc["photon", "predicted_nadir"]
     assert (tmp_path / "demo" / "trajectories.png").exists()
     assert (tmp_path / "demo" / "structures" / "body.nii.gz").exists()
+
+
+def test_fit_kinetics_on_a_simulated_cohort(tmp_path, capsys):
+    from lymphonet.mechanistic import load_theta
+    from lymphonet.twin.cohort import simulate_cohort
+
+    out = tmp_path / "cohort"
+    simulate_cohort(6, "lung", "photon", seed=2, out_dir=out, spacing_mm=8.0, particles=2000,
+                    progress=False)
+    params = tmp_path / "params.json"
+    code = main(["fit-kinetics", "--manifest", str(out / "manifest.csv"), "--labs",
+                 str(out / "labs.csv"), "--fit", "alpha_per_gy,baseline_loss", "--particles",
+                 "2000", "--max-iter", "30", "--out", str(params)])
+    assert code == 0
+    fit = json.loads(params.read_text())
+    assert fit["names"] == ["alpha_per_gy", "baseline_loss"] and fit["n_patients"] == 6
+    assert all(s > 0 for s in fit["theta_sd"]) and fit["n_observations"] > 30
+    assert "alpha_per_gy" in capsys.readouterr().out
+    assert load_theta(params).abs().sum() > 0  # usable by `lymphonet simulate --params`
+    bad = main(["fit-kinetics", "--manifest", str(out / "manifest.csv"), "--labs",
+                str(out / "labs.csv"), "--fit", "nonsense", "--out", str(params)])
+    assert bad == 2
