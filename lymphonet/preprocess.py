@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lymphonet.errors import InputError
 from lymphonet.features import SUMMARY_ORGANS, PlanFeatures
-from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs
+from lymphonet.kinetics.schedule import CHEMO_CODES, inputs_from_batch
 from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.schema import PlanRecord
 
@@ -475,15 +475,5 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int =
                       persistent_workers=workers > 0, drop_last=drop_last)
 
 
-def kinetics_inputs_from_batch(batch: dict[str, torch.Tensor]) -> KineticsInputs:
-    """:class:`~lymphonet.kinetics.schedule.KineticsInputs` of a collated batch (same device)."""
-    return KineticsInputs(
-        blood_dose_q_gy=batch["blood_dose_q_gy"].float(),
-        fraction_days=batch["fraction_days"].float(),
-        fraction_mask=batch["fraction_mask"].bool(),
-        baseline_alc=batch["baseline_alc"].float(),
-        lymphoid_dose_q_gy=batch["lymphoid_dose_q_gy"].float(),
-        lymphoid_coverage=batch["lymphoid_coverage"].float(),
-        beam_on_s=batch["beam_on_s"].float(),
-        chemo=batch["chemo"].long(),
-    )
+#: Kinetics inputs of a collated batch (same device); defined with the kinetics inputs.
+kinetics_inputs_from_batch = inputs_from_batch

@@ -271,3 +271,25 @@ def concat_inputs(items: list[KineticsInputs]) -> KineticsInputs:
                              field=f.name)
         out[f.name] = torch.cat(vals, dim=0)
     return KineticsInputs(**out)
+
+
+def inputs_from_batch(batch: dict[str, torch.Tensor]) -> KineticsInputs:
+    """:class:`KineticsInputs` (float32) from a collated training / scoring batch.
+
+    Uses ``blood_dose_q_gy`` [B, Q], ``lymphoid_dose_q_gy`` [B, L, Q], ``lymphoid_coverage``
+    [B, L], ``fraction_days`` / ``fraction_mask`` / ``beam_on_s`` [B, K], ``chemo`` [B] and
+    ``baseline_alc`` [B] (10^9/L); optional keys may be missing. Tensors stay on their device.
+    """
+    def opt(key):
+        return None if batch.get(key) is None else batch[key].float()
+
+    return KineticsInputs(
+        blood_dose_q_gy=batch["blood_dose_q_gy"].float(),
+        fraction_days=batch["fraction_days"].float(),
+        fraction_mask=batch["fraction_mask"].bool(),
+        baseline_alc=batch["baseline_alc"].float(),
+        lymphoid_dose_q_gy=opt("lymphoid_dose_q_gy"),
+        lymphoid_coverage=opt("lymphoid_coverage"),
+        beam_on_s=opt("beam_on_s"),
+        chemo=None if batch.get("chemo") is None else batch["chemo"].long(),
+    )

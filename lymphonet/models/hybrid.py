@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from lymphonet.errors import InputError
-from lymphonet.kinetics import PARAM_NAMES, KineticsInputs, LymphocyteKinetics, interpolate_days
+from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics, interpolate_days
 from lymphonet.kinetics.params import expand_theta
+from lymphonet.kinetics.schedule import inputs_from_batch
 from lymphonet.models.encoder import DoseEncoder
 from lymphonet.models.noise import ResidualNoise
 
@@ -86,24 +87,8 @@ class HybridOutput:
     adjustment: torch.Tensor | None
 
 
-def batch_kinetics_inputs(batch: dict[str, torch.Tensor]) -> KineticsInputs:
-    """:class:`~lymphonet.kinetics.KineticsInputs` (float32) from a contract batch.
-
-    Uses ``blood_dose_q_gy`` [B, Q], ``lymphoid_dose_q_gy`` [B, L, Q], ``lymphoid_coverage``
-    [B, L], ``fraction_days`` / ``fraction_mask`` / ``beam_on_s`` [B, K], ``chemo`` [B] and
-    ``baseline_alc`` [B] (10^9/L).
-    """
-    f = lambda k: None if batch.get(k) is None else batch[k].float()
-    return KineticsInputs(
-        blood_dose_q_gy=batch["blood_dose_q_gy"].float(),
-        fraction_days=batch["fraction_days"].float(),
-        fraction_mask=batch["fraction_mask"].bool(),
-        baseline_alc=batch["baseline_alc"].float(),
-        lymphoid_dose_q_gy=f("lymphoid_dose_q_gy"),
-        lymphoid_coverage=f("lymphoid_coverage"),
-        beam_on_s=f("beam_on_s"),
-        chemo=None if batch.get("chemo") is None else batch["chemo"].long(),
-    )
+#: Kinetics inputs of a contract batch (shared with the data pipeline).
+batch_kinetics_inputs = inputs_from_batch
 
 
 def _mlp(n_in: int, hidden: int, layers: int, dropout: float) -> tuple[nn.Module, int]:
