@@ -12,18 +12,7 @@ import math
 
 import numpy as np
 
-
-def auroc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN with one class only."""
-    y = np.asarray(y_true, bool)
-    s = np.asarray(score, float)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    from scipy.stats import rankdata
-
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+from lymphonet.evaluation.metrics import auroc  # one AUROC for training and evaluation
 
 
 def summarise(log_err: np.ndarray, nadir_pred: np.ndarray, nadir_obs: np.ndarray,
