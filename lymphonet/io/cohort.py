@@ -133,15 +133,20 @@ def _check_unstated_units(table: pd.DataFrame, value_column: str, alc_unit: str 
         check_alc_unit_stated(float(values.median()), what=value_column, file=path)
 
 
-def _load_manifest(path: Path, alc_unit: str | None, check_files: bool):
-    """Records, errors, every patient id in the file, and plan ids per patient."""
-    table = read_table(path, field="manifest")
-    _require_columns(table, REQUIRED_COLUMNS, path)
+def _check_unit_option(alc_unit: str | None, path: Path) -> None:
+    """Refuse an ALC unit option lymphonet cannot convert (naming the file and field)."""
     if alc_unit is not None:
         try:
             alc_factor(alc_unit)
         except ValueError as err:
             raise UnitError(str(err), file=path, field="alc_unit") from None
+
+
+def _load_manifest(path: Path, alc_unit: str | None, check_files: bool):
+    """Records, errors, every patient id in the file, and plan ids per patient."""
+    table = read_table(path, field="manifest")
+    _require_columns(table, REQUIRED_COLUMNS, path)
+    _check_unit_option(alc_unit, path)
     _check_unstated_units(table, "baseline_alc", alc_unit, path)
     root = path.parent
     records: list[tuple[int, PlanRecord]] = []
@@ -393,11 +398,7 @@ def _read_labs(path: Path, alc_unit, drop_missing, known, plans_of):
     """Read, check units, validate; dropped-row messages go to ``attrs["dropped"]`` and the log."""
     table = read_table(path, field="labs")
     _require_columns(table, LABS_REQUIRED, path)
-    if alc_unit is not None:
-        try:
-            alc_factor(alc_unit)
-        except ValueError as err:
-            raise UnitError(str(err), file=path, field="alc_unit") from None
+    _check_unit_option(alc_unit, path)
     _check_unstated_units(table, "alc", alc_unit, path)
     frame, problems, dropped = _validate_labs(table, path, alc_unit, drop_missing, known,
                                               plans_of)

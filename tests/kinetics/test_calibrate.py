@@ -33,15 +33,6 @@ F64 = torch.float64
 SIGMA = 0.1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batches: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_cohort(n: int, seed: int) -> KineticsInputs:
     """Varied schedules, blood exposure, nodal/marrow dose and chemotherapy."""
     rng = np.random.default_rng(seed)

@@ -36,15 +36,6 @@ F64 = torch.float64
 EXPOSED = KineticParams.population(F64, blood_share=0.3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batches: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(inp, params=EXPOSED, n_days=200, **kw):
     return LymphocyteKinetics(n_days=n_days, **kw)(inp, params)
 
