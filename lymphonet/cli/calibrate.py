@@ -35,20 +35,21 @@ def run(args) -> int:
     import torch
 
     from lymphonet.twin import literature as lit
+    from lymphonet.twin import literature_fit as fit_mod
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     table_path = args.table or lit.DEFAULT_TABLE
     table = lit.load_table(table_path)
-    names = lit.FIT_NAMES if not args.fit else [n.strip() for n in args.fit.split(",") if n.strip()]
+    names = fit_mod.FIT_NAMES if not args.fit else [n.strip() for n in args.fit.split(",") if n.strip()]
     cohort = lit.build_virtual_cohort(table, args.n_per_row, n_phantoms=args.n_phantoms,
                                       seed=args.seed, progress=not args.quiet)
     labs = None
     if args.labs_cohort:
-        inputs, obs, _ = lit.lab_cohort_inputs(args.labs_cohort, seed=args.seed,
+        inputs, obs, _ = fit_mod.lab_cohort_inputs(args.labs_cohort, seed=args.seed,
                                                progress=not args.quiet)
         labs = (inputs, obs)
-    fit = lit.calibrate_to_table(cohort, names, max_iter=args.max_iter, labs=labs)
-    lit.write_params_json(fit, args.out, table_path=table_path, n_per_row=args.n_per_row,
+    fit = fit_mod.calibrate_to_table(cohort, names, max_iter=args.max_iter, labs=labs)
+    fit_mod.write_params_json(fit, args.out, table_path=table_path, n_per_row=args.n_per_row,
                           seed=args.seed, n_phantoms=args.n_phantoms,
                           extra={"labs_cohort": str(args.labs_cohort) if labs else None})
     print(fit.report[["id", "published", "before", "after"]].round(3).to_string(index=False))

@@ -23,15 +23,14 @@ Every row uses the *same* virtual patients (baseline, z, phantom index): arms di
 treatment, as in a paired virtual trial, so comparisons between rows carry no sampling noise.
 
 Statistics use the daily model ALC in the window (labs are sparser in practice, so predicted
-nadirs are slightly deeper than observed ones). :func:`calibrate_to_table` fits population theta
-to the table (weighted least squares on a log scale for ALC statistics and on the arcsine-sqrt
+nadirs are slightly deeper than observed ones).
+:func:`lymphonet.twin.literature_fit.calibrate_to_table` fits population theta to the table (weighted least squares on a log scale for ALC statistics and on the arcsine-sqrt
 scale for fractions, with sigmoid surrogates for the indicators, L-BFGS-B with autograd
 gradients, Gaussian prior on theta), optionally jointly with a cohort's lab series.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -46,12 +45,8 @@ from lymphonet.kinetics.model import LymphocyteKinetics
 from lymphonet.kinetics.params import (
     N_PARAMS,
     PARAM_NAMES,
-    PARAM_SPECS,
     KineticParams,
-    expand_theta,
-    param_spec,
     params_to_theta,
-    theta_to_tensor,
 )
 from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, concat_inputs
 
@@ -79,14 +74,6 @@ BASELINE_ALC_MEDIAN, BASELINE_ALC_LOG_SD = 1.8, 0.5
 THETA_SD = {"alpha_per_gy": 0.5, "blood_share": 0.8, "fast_fraction": 0.3,
             "fast_recovery_days": 0.4, "slow_recovery_days": 0.4, "baseline_loss": 0.6,
             "chemo_rate_per_day": 1.2}
-#: Parameters fitted to the table by default (the ones the statistics can see).
-FIT_NAMES = ("alpha_per_gy", "blood_share", "fast_fraction", "fast_recovery_days",
-             "slow_recovery_days", "baseline_loss", "chemo_rate_per_day")
-#: Prior sd (theta scale) of the table fit: radiosensitivity is held near its in-vivo estimate
-#: (Jin et al. 2020), the assumption-only parameters are left broad.
-FIT_PRIOR_SD = {"alpha_per_gy": 0.5, "blood_share": 3.0, "fast_fraction": 1.0,
-                "fast_recovery_days": 2.0, "slow_recovery_days": 2.0, "baseline_loss": 2.0,
-                "chemo_rate_per_day": 2.0}
 #: Unit used when a row gives no cohort size.
 DEFAULT_N = 20
 
@@ -405,217 +392,3 @@ def plot_report(report: pd.DataFrame, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# ----------------------------------------------------------------------------- calibration
-def residual_weights(table: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-    """Transformed published values and their weights 1 / variance, each ``[R]``.
-
-    ALC statistics: log scale, variance 0.5^2 / n + 0.1^2 (between-patient cv about 0.5, plus a
-    model-error floor). Fractions: arcsine-sqrt scale, variance 1 / (4 n) + 0.05^2 (binomial plus
-    floor). Rows without n use :data:`DEFAULT_N`.
-    """
-    n = table["n"].fillna(DEFAULT_N).to_numpy(float)
-    is_frac = table["statistic"].isin(FRACTION_STATISTICS).to_numpy()
-    v = table["value"].to_numpy(float)
-    target = np.where(is_frac, np.arcsin(np.sqrt(np.clip(v, 1e-4, 1 - 1e-4))),
-                      np.log(np.clip(v, 1e-3, None)))
-    var = np.where(is_frac, 1.0 / (4 * n) + 0.05**2, 0.25 / n + 0.1**2)
-    return torch.as_tensor(target), torch.as_tensor(1.0 / var)
-
-
-def transform_predictions(pred: torch.Tensor, table: pd.DataFrame) -> torch.Tensor:
-    """Predictions on the residual scale of :func:`residual_weights`."""
-    is_frac = torch.tensor(table["statistic"].isin(FRACTION_STATISTICS).to_numpy().copy())
-    frac = torch.arcsin(torch.sqrt(pred.clamp(1e-4, 1 - 1e-4)))
-    return torch.where(is_frac, frac, torch.log(pred.clamp_min(1e-3)))
-
-
-@dataclass
-class TableFit:
-    """Result of :func:`calibrate_to_table`.
-
-    Attributes:
-        names: Fitted parameters; theta: their fitted theta (relative to the priors in force).
-        params: Physical values of all parameters at the fit.
-        prior_at_fit: Prior value of every parameter when the fit ran (theta = 0).
-        report: Per row ``id, statistic, published, before, after`` (exact indicators).
-        loss_before, loss_after: Objective at the start and at the optimum.
-        converged, n_evals, message: Optimiser diagnostics.
-        lab_sigma: Lab residual sd (log ALC) used with a lab cohort, else None.
-    """
-
-    names: list[str]
-    theta: list[float]
-    params: dict[str, float]
-    prior_at_fit: dict[str, float]
-    report: pd.DataFrame
-    loss_before: float
-    loss_after: float
-    converged: bool
-    n_evals: int
-    message: str
-    lab_sigma: float | None = None
-
-    def to_dict(self) -> dict:
-        rep = self.report.replace({np.nan: None}).to_dict(orient="records")
-        return {"fitted": self.names, "theta": dict(zip(self.names, self.theta)),
-                "params": self.params, "prior_at_fit": self.prior_at_fit, "rows": rep,
-                "loss_before": self.loss_before, "loss_after": self.loss_after,
-                "converged": self.converged, "n_evals": self.n_evals, "message": self.message,
-                "lab_sigma": self.lab_sigma}
-
-
-def calibrate_to_table(cohort: VirtualCohort, fit_names=FIT_NAMES, *,
-                       theta0: torch.Tensor | None = None,
-                       prior_sd: float | dict[str, float] | None = None,
-                       smooth_tau: float = 0.1, max_iter: int = 150,
-                       labs: tuple[KineticsInputs, object] | None = None,
-                       lab_sigma: float = 0.3, gtol: float = 1e-5,
-                       ftol: float = 2.2e-9) -> TableFit:
-    """Fit population theta of ``fit_names`` to the table's statistics (and optional labs).
-
-    Objective: 0.5 sum_r w_r (g(pred_r) - g(published_r))^2 + 0.5 sum (theta / prior_sd)^2
-    (+ the negative log-likelihood of a lab cohort under the log-normal observation model of
-    :mod:`lymphonet.kinetics.calibrate`, population theta, lab sd ``lab_sigma``), minimised by
-    L-BFGS-B over theta in [-8, 8] with autograd gradients.
-
-    Args:
-        cohort: Virtual cohort of the table.
-        fit_names: Parameters to fit; others stay at ``theta0`` (default 0 = prior).
-        theta0: Starting full theta ``[N_PARAMS]``.
-        prior_sd: Prior sd of each fitted theta (mean 0: the prior values in force): a number
-            or a dict by name (missing names: 2.0); default :data:`FIT_PRIOR_SD`.
-        smooth_tau: Sigmoid width (log ALC) of the indicator surrogate.
-        max_iter: Optimiser iterations.
-        labs: Optional ``(inputs, observations)`` of a cohort with lab series.
-        lab_sigma: Residual sd of log lab ALC for ``labs``.
-        gtol, ftol: L-BFGS-B stopping tolerances (projected gradient, relative decrease).
-    """
-    from scipy.optimize import minimize
-
-    from lymphonet.kinetics.calibrate import log_likelihood
-
-    names = [param_spec(n).name for n in fit_names]
-    idx = [PARAM_NAMES.index(n) for n in names]
-    base = torch.zeros(N_PARAMS, dtype=torch.float64) if theta0 is None else theta0.double()
-    sd_map = FIT_PRIOR_SD if prior_sd is None else prior_sd
-    sd = torch.tensor([sd_map.get(n, 2.0) if isinstance(sd_map, dict) else float(sd_map)
-                       for n in names], dtype=torch.float64)
-    target, weight = residual_weights(cohort.table)
-    model = LymphocyteKinetics(n_days=cohort.n_days)
-    lab_model = None
-    if labs is not None:
-        lab_days = math.ceil(float(labs[1].days[labs[1].mask].max())) + 2
-        lab_model = LymphocyteKinetics(n_days=max(lab_days, 2))
-
-    def objective(z: torch.Tensor) -> torch.Tensor:
-        th = expand_theta(z, names, base)
-        pred = row_statistics(simulate_alc(cohort, th, model), cohort, smooth_tau)
-        r = transform_predictions(pred, cohort.table) - target
-        loss = 0.5 * (weight * r**2).sum() + 0.5 * ((z / sd) ** 2).sum()
-        if labs is not None:
-            inp, obs = labs
-            out = lab_model(inp, th.expand(inp.batch_size, N_PARAMS))
-            loss = loss - log_likelihood(out.alc, out.days, obs, lab_sigma).sum()
-        return loss
-
-    n_evals = 0
-
-    def fun(x):
-        nonlocal n_evals
-        n_evals += 1
-        z = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        loss = objective(z)
-        (g,) = torch.autograd.grad(loss, z)
-        return float(loss.detach()), g.numpy().astype(float)
-
-    x0 = base[idx].numpy().copy()
-    loss0 = fun(x0)[0]
-    res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(-8.0, 8.0)] * len(names),
-                   options={"maxiter": max_iter, "gtol": gtol, "ftol": ftol})
-    theta_hat = expand_theta(torch.as_tensor(res.x, dtype=torch.float64), names, base)
-    phys = theta_to_tensor(theta_hat)
-    with torch.no_grad():
-        before = row_statistics(simulate_alc(cohort, base, model), cohort).numpy()
-        after = row_statistics(simulate_alc(cohort, theta_hat, model), cohort).numpy()
-    t = cohort.table
-    report = pd.DataFrame({"id": t["id"], "statistic": t["statistic"], "published": t["value"],
-                           "before": before, "after": after,
-                           "abs_error_before": np.abs(before - t["value"]),
-                           "abs_error_after": np.abs(after - t["value"]), "n": t["n"],
-                           "source": t["source"]})
-    return TableFit(
-        names=names, theta=[float(res.x[i]) for i in range(len(names))],
-        params={n: float(phys[i]) for i, n in enumerate(PARAM_NAMES)},
-        prior_at_fit={s.name: s.prior for s in PARAM_SPECS}, report=report,
-        loss_before=float(loss0), loss_after=float(res.fun), converged=bool(res.success),
-        n_evals=n_evals, message=str(res.message), lab_sigma=lab_sigma if labs else None)
-
-
-def write_params_json(fit: TableFit, path: str | Path, *, table_path=None, n_per_row=None,
-                      seed=None, n_phantoms=None, extra: dict | None = None) -> dict:
-    """Write the shipped-format params JSON: physical values, theta, provenance, fit report."""
-    from lymphonet import __version__
-
-    prov = {"lymphonet_version": __version__, "method": "lymphonet.twin.literature."
-            "calibrate_to_table", "n_per_row": n_per_row, "seed": seed, "n_phantoms": n_phantoms,
-            "baseline_alc": {"median": BASELINE_ALC_MEDIAN, "log_sd": BASELINE_ALC_LOG_SD},
-            "inter_patient_theta_sd": THETA_SD}
-    if table_path is not None:
-        data = Path(table_path).read_bytes()
-        prov["table"] = Path(table_path).name
-        prov["table_sha256"] = hashlib.sha256(data).hexdigest()
-    prov.update(extra or {})
-    doc = {"format": "lymphonet.population_params/1",
-           "units": {s.name: s.unit for s in PARAM_SPECS}, "params": fit.params,
-           "provenance": prov, "fit": fit.to_dict()}
-    Path(path).write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")
-    return doc
-
-
-def lab_cohort_inputs(directory: str | Path, *, n_quantiles: int = 32, particles: int = 4000,
-                      seed: int = 0, progress: bool = False):
-    """Kinetics inputs and lab observations of a cohort folder (manifest + labs), for a joint fit.
-
-    Each patient's first plan is read (dose, canonical structures), reduced to plan features and
-    paired with its lab series. Returns ``(inputs, observations, patient_ids)``.
-
-    Raises:
-        InputError: the cohort has no labs, or a plan cannot be read (naming patient and file).
-    """
-    from lymphonet.features import kinetics_inputs, plan_features
-    from lymphonet.io.cohort import load_cohort
-    from lymphonet.io.loaders import read_dose, read_structures
-    from lymphonet.kinetics.calibrate import Observations
-
-    cohort = load_cohort(directory)
-    if cohort.labs.empty:
-        raise InputError("the lab cohort has no lab values", file=directory, field="labs")
-    seen: set[str] = set()
-    plans = [p for p in cohort.plans if not (p.patient_id in seen or seen.add(p.patient_id))]
-    if progress:
-        from tqdm import tqdm
-
-        plans = tqdm(plans, desc="lab cohort plans", unit="plan")
-    feats, base, days, chemo, ids = [], [], [], [], []
-    for p in plans:
-        if p.structures_path is None:
-            raise InputError("a structures file is needed for plan features", patient=p.patient_id,
-                             field="structures_path")
-        dose = read_dose(p.dose_path, patient=p.patient_id)
-        st = read_structures(p.structures_path, dose, structure_map=p.structure_map,
-                             patient=p.patient_id)
-        beam = p.beam_on_time_s if math.isfinite(p.beam_on_time_s) else 60.0
-        feats.append(plan_features(dose, st, n_fractions=p.n_fractions, beam_on_time_s=beam,
-                                   sex=p.sex or "M", n_quantiles=n_quantiles,
-                                   particles=particles, seed=seed, patient=p.patient_id))
-        base.append(p.baseline_alc)
-        days.append(np.asarray(p.fraction_days, float))
-        chemo.append(p.chemo or "none")
-        ids.append(p.patient_id)
-    inputs = kinetics_inputs(feats, base, fraction_days=days, chemo=chemo, dtype=torch.float64)
-    labs = cohort.labs
-    obs = Observations.from_long(labs["patient_id"].to_numpy(), labs["day"].to_numpy(float),
-                                 labs["alc"].to_numpy(float), ids)
-    return inputs, obs, ids
