@@ -36,7 +36,7 @@ def bench_dicom(repeats: int) -> float:
     case = DATA / "dicom" / "breast-boost"
     t_dose, dose = timed(lambda: read_dose(case / "rtdose.dcm"), repeats)
     t_struct, structures = timed(lambda: read_structures(case / "rtss.dcm", dose), repeats)
-    t_dvh, table = timed(lambda: dvh_table(dose, structures), repeats)
+    t_dvh, _ = timed(lambda: dvh_table(dose, structures), repeats)
     total = t_dose + t_struct + t_dvh
     print(f"DICOM breast-boost  grid {dose.shape} ({dose.array.size / 1e6:.2f} M voxels), "
           f"{len(structures)} structures")
