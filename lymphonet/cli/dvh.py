@@ -28,17 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lymphonet.dosimetry.dvh import dvh_table
-    from lymphonet.io.loaders import read_dose, read_structures
+    from lymphonet.io.loaders import canonicalise, read_dose, read_structures
 
     dose = read_dose(args.dose, prescription_gy=args.prescription_gy)
-    structures = read_structures(args.structures, dose, structure_map=args.structure_map,
-                                 canonical=not args.raw_names)
-    table = dvh_table(dose, structures)
+    raw = read_structures(args.structures, dose, canonical=False)
+    canonical = canonicalise(raw, args.structure_map)
+    table = dvh_table(dose, raw if args.raw_names else canonical)
     if args.fractions is not None:
         from lymphonet.dosimetry.edic import edic_from_structures
 
-        canonical = structures if not args.raw_names else read_structures(
-            args.structures, dose, structure_map=args.structure_map)
         edic = edic_from_structures(dose, canonical, args.fractions)
         print(f"EDIC: {float(edic):.3f} Gy ({args.fractions} fractions)")
     if args.out is None:

@@ -102,6 +102,20 @@ def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
                          patient=patient, file=path, field="structures_path")
     if not canonical:
         return structures
+    return canonicalise(structures, structure_map, patient=patient)
+
+
+def canonicalise(structures: StructureSet, structure_map=None, *,
+                 patient: str | None = None) -> StructureSet:
+    """Rename structures to canonical organs (unmatched names kept and reported in the log).
+
+    Args:
+        structures: Masks as read from a file (``structures.source`` tells whether that file was a
+            label map, whose ``body`` then becomes the union of every structure).
+        structure_map: A :class:`~lymphonet.io.structure_map.StructureMap`, a path to a YAML map, or
+            None for the built-in map.
+        patient: Patient id for the log.
+    """
     from lymphonet.io.structure_map import StructureMap
 
     if structure_map is None:
@@ -111,8 +125,9 @@ def read_structures(path: str | Path, grid: Volume, *, structure_map=None,
     else:
         smap = structure_map
     mapped, report = smap.apply(structures)
-    log.debug("structure mapping for %s: %s", patient or path.name, report)
-    if kind == "volume" and "body" in mapped:
+    source = Path(structures.source) if structures.source else None
+    log.debug("structure mapping for %s: %s", patient or source, report)
+    if source is not None and _kind(source) == "volume" and "body" in mapped:
         mapped = _body_contains_everything(mapped)
     return mapped
 
