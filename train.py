@@ -1,88 +1,254 @@
-"""Train the hybrid lymphopenia model, top to bottom (the steps `lymphonet train` runs).
+"""Train the hybrid lymphopenia model, top to bottom. ``lymphonet train`` runs this file.
 
     python train.py                                   # configs/default.yaml, simulated cohort
     python train.py --config configs/smoke.yaml --set train.epochs=3
     torchrun --nproc_per_node 2 train.py --device cpu # DistributedDataParallel (gloo on CPU)
+
+The steps: config in -> processes and seeds -> data (cohort, split, cache, loaders) -> the hybrid,
+trained by the epoch loop below with early stopping on the validation loss, checkpoints that
+carry their config (``last.pt`` every epoch, ``best.pt`` on improvement) -> the population
+mechanistic model (theta = 0; only its noise model is fitted) -> both scored on the held-out
+fold -> plots, metrics and MLflow. The evaluation harness trains its networks with :func:`fit`
+from this file too, so there is one training loop.
 """
 
-import argparse
-from pathlib import Path
+from __future__ import annotations
 
+import argparse
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 
-from lymphonet.config import to_dict
+from lymphonet.config import dump_config, to_dict
+from lymphonet.data.prepare import (
+    ensure_cohort,
+    load_datasets,
+    make_loaders,
+    prepare_split_and_cache,
+)
 from lymphonet.training import distributed
-from lymphonet.training.checkpoint import save_checkpoint
-from lymphonet.training.config import load_training_config
+from lymphonet.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from lymphonet.training.config import TrainingRunConfig, load_training_config
 from lymphonet.training.loop import (
     build_model,
     evaluate,
-    fit,
     make_optimizer,
+    make_scaler,
     make_scheduler,
     mechanistic_config,
+    progress_bar,
     set_seed,
     train_one_epoch,
 )
-from lymphonet.training.metrics import format_table
-from lymphonet.training.run import make_loaders, prepare_data
+from lymphonet.training.outputs import write_outputs
+from lymphonet.training.script import add_arguments
 from lymphonet.training.tracking import NullTracker, make_tracker
 
-ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-ap.add_argument("--config")
-ap.add_argument("--set", action="append", default=[])
-ap.add_argument("--device")
-ap.add_argument("--no-tracking", action="store_true")
-args = ap.parse_args()
 
-# ---- config, processes, seeds, data
-cfg = load_training_config(args.config, args.set)
-info, device = distributed.setup(args.device)
-t = cfg.train
-set_seed(t.seed + info.rank, t.deterministic)
-run_dir = Path(cfg.out_dir) / cfg.name
-data = prepare_data(cfg, run_dir, info)  # cohort (generated if needed) -> split -> cached sets
-train_dl, val_dl, test_dl = make_loaders(data, t.batch_size, t.num_workers, t.seed, info, device)
-tracker = make_tracker(cfg.tracking.enabled and not args.no_tracking, cfg.out_dir, cfg.name,
-                       cfg.tracking.experiment, cfg.tracking.uri) if info.is_main else NullTracker()
-tracker.log_config(to_dict(cfg))
+def fit(model, train_dl, val_dl, cfg: TrainingRunConfig, device, *, epochs: int, lr: float,
+        weight_decay: float, lr_schedule: str, patience: int, info=distributed.SINGLE_PROCESS,
+        save=None, on_epoch=None, resume: dict[str, Any] | None = None,
+        desc: str = "epochs") -> dict[str, Any]:
+    """The training loop: epochs of ``train_one_epoch`` + validation, early stopping, best weights.
 
-# ---- model, optimiser, the loop
-model = distributed.wrap(build_model(cfg.model, data.model_inputs).to(device), info, device)
-optimizer = make_optimizer(model, t.lr, t.weight_decay)
-scheduler = make_scheduler(optimizer, t.lr_schedule, t.epochs)
-best, bad_epochs = float("inf"), 0
-for epoch in range(1, t.epochs + 1):
-    train_dl.sampler.set_epoch(epoch)
-    train_metrics = train_one_epoch(model, train_dl, optimizer, cfg.loss, device, amp=t.amp,
-                                    grad_clip=t.grad_clip, max_bad_steps=t.max_bad_steps, info=info)
-    scheduler.step()
-    val = evaluate(model, val_dl, device, amp=t.amp)
-    tracker.log_metrics({**train_metrics, **{f"val_{k}": v for k, v in val.items()}}, step=epoch)
-    if info.is_main:
-        print(f"epoch {epoch:3d}  train loss {train_metrics.get('train_loss', float('nan')):.4f}  "
-              f"val loss {val['loss']:.4f}  val log-ALC RMSE {val['log_alc_rmse']:.4f}")
-    if val["loss"] < best - t.min_delta:
-        best, bad_epochs = val["loss"], 0
-        if info.is_main:
-            save_checkpoint(run_dir / "best.pt", model, config=to_dict(cfg), encoder=data.encoder,
-                            model_inputs=data.model_inputs, state={"epoch": epoch, "best": best})
-    else:
-        bad_epochs += 1
-        if bad_epochs >= t.patience:
+    Args:
+        model: The (possibly DDP-wrapped) model; holds the best weights on return.
+        train_dl, val_dl: Loaders (the training sampler is re-seeded with the 0-based epoch).
+        cfg: The run config (``loss``, ``train.amp``, ``train.grad_clip``, ...).
+        device: Where to train.
+        epochs, lr, weight_decay, lr_schedule, patience: Optimisation for this model.
+        info: Distributed info.
+        save: ``save(tag, model, optimizer, scheduler, state)`` writes "last" / "best" (rank 0).
+        on_epoch: ``on_epoch(epoch, metrics)`` after each epoch (logging).
+        resume: A loaded checkpoint (weights, optimiser, scheduler, state, RNG, best weights).
+        desc: Progress-bar label.
+
+    Returns:
+        ``state``: ``epoch``, ``best_metric``, ``best_epoch``, ``bad_epochs``, ``history``,
+        ``stopped_early``.
+    """
+    t = cfg.train
+    optimizer = make_optimizer(model, lr, weight_decay)
+    scheduler = make_scheduler(optimizer, lr_schedule, epochs)
+    scaler = make_scaler(device, t.amp)
+    state = {"epoch": 0, "best_metric": math.inf, "best_epoch": -1, "bad_epochs": 0,
+             "history": [], "stopped_early": False}
+    best_weights = None
+    if resume is not None:
+        distributed.unwrap(model).load_state_dict(resume["model"])
+        if resume.get("optimizer"):
+            optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume.get("scheduler"):
+            scheduler.load_state_dict(resume["scheduler"])
+        state.update(resume["state"])
+        set_rng_state(resume["rng"])
+        best_weights = resume.get("best_model")
+    for epoch in progress_bar(range(state["epoch"], epochs), t.progress and info.is_main,
+                              desc=desc, unit="epoch", initial=state["epoch"], total=epochs):
+        if hasattr(train_dl.sampler, "set_epoch"):
+            train_dl.sampler.set_epoch(epoch)  # the shuffle depends on (seed, epoch) only
+        metrics = train_one_epoch(model, train_dl, optimizer, cfg.loss, device, amp=t.amp,
+                                  grad_clip=t.grad_clip, scaler=scaler,
+                                  max_bad_steps=t.max_bad_steps, info=info)
+        if scheduler is not None:
+            scheduler.step()
+        val = evaluate(model, val_dl, device, amp=t.amp, min_labs=cfg.loss.min_labs_for_nadir)
+        metrics.update({f"val_{k}": v for k, v in val.items()}, lr=optimizer.param_groups[0]["lr"])
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in metrics.items()}})
+        improved = val["loss"] < state["best_metric"] - t.min_delta
+        if improved:
+            state.update(best_metric=float(val["loss"]), best_epoch=epoch + 1, bad_epochs=0)
+            best_weights = {k: v.detach().clone().cpu()
+                            for k, v in distributed.unwrap(model).state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+        if on_epoch is not None:
+            on_epoch(epoch + 1, metrics)
+        if save is not None:
+            if improved:
+                save("best", model, optimizer, scheduler, state)
+            save("last", model, optimizer, scheduler, state)
+        if state["bad_epochs"] >= patience:
+            state["stopped_early"] = True
             break
-best_state = torch.load(run_dir / "best.pt", weights_only=True)["model"] if info.is_main else None
-if best_state is not None:
-    distributed.unwrap(model).load_state_dict(best_state)
+    if best_weights is not None:
+        distributed.unwrap(model).load_state_dict(best_weights)
+    return state
 
-# ---- the population mechanistic model (theta = 0; only its noise model is fitted), comparison
-mech = build_model(mechanistic_config(cfg.model), data.model_inputs).to(device)
-fit(distributed.wrap(mech, info, device), train_dl, val_dl, epochs=t.baseline_epochs, lr=1e-2,
-    weight_decay=0.0, loss_cfg=cfg.loss, device=device, lr_schedule="none", info=info)
-if info.is_main:
-    results = {"hybrid": evaluate(model, test_dl, device), "mechanistic": evaluate(mech, test_dl, device)}
-    tracker.log_metrics({f"test_{m}_{k}": v for m, r in results.items() for k, v in r.items()})
-    print(format_table(results))
-    print(f"best model: {run_dir / 'best.pt'}; tracking: {tracker.uri or 'off'}")
-tracker.end()
-distributed.teardown()
+
+def fit_mechanistic_baseline(cfg: TrainingRunConfig, model_inputs, train_dl, val_dl, device,
+                             info=distributed.SINGLE_PROCESS):
+    """The population mechanistic model (theta = 0): only its noise model is fitted, for
+    ``train.baseline_epochs`` epochs at ``train.baseline_lr``, without early stopping."""
+    t = cfg.train
+    mech = build_model(mechanistic_config(cfg.model), model_inputs).to(device)
+    fit(distributed.wrap(mech, info, device), train_dl, val_dl, cfg, device,
+        epochs=t.baseline_epochs, lr=t.baseline_lr, weight_decay=0.0, lr_schedule="none",
+        patience=t.baseline_epochs, info=info, desc="mechanistic epochs")
+    return mech
+
+
+def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | None = None,
+          tracking: bool | None = None, tracking_uri: str | None = None,
+          out_dir: str | None = None) -> dict[str, Any]:
+    """One training run; returns the summary (``results``: model -> held-out metrics)."""
+    t_start = time.perf_counter()
+    info, dev = distributed.setup(device)
+    try:
+        # ---- config, folders, seeds
+        cfg = replace(cfg, out_dir=str(out_dir or cfg.out_dir))
+        t = cfg.train
+        run_dir = Path(cfg.out_dir) / cfg.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if t.torch_threads > 0:
+            torch.set_num_threads(t.torch_threads)
+        set_seed(t.seed + info.rank, t.deterministic)
+
+        # ---- data: cohort -> split -> cache (rank 0), then datasets and loaders (every rank)
+        root = None
+        if not cfg.cohort.synthetic:
+            if info.is_main:
+                root = ensure_cohort(cfg.cohort, run_dir, progress=t.progress)
+                prepare_split_and_cache(cfg, root, progress=t.progress)
+            distributed.barrier(info)
+            root = root or ensure_cohort(cfg.cohort, run_dir)
+        data = load_datasets(cfg, root)
+        train_dl, val_dl, test_dl = make_loaders(data, t.batch_size, t.num_workers, t.seed,
+                                                 world_size=info.world_size, rank=info.rank,
+                                                 device=dev)
+        t_data = time.perf_counter() - t_start
+
+        # ---- tracking; checkpoints carry the config, the encoder and the split hash
+        enabled = cfg.tracking.enabled if tracking is None else tracking
+        tracker = (make_tracker(enabled, cfg.out_dir, cfg.name, cfg.tracking.experiment,
+                                tracking_uri or cfg.tracking.uri)
+                   if info.is_main else NullTracker())
+        cfg_dict = to_dict(cfg)
+        if info.is_main:
+            dump_config(cfg, run_dir / "config.yaml")
+            tracker.log_config(cfg_dict)
+            if data.split_sha256:
+                tracker.log_tags({"split_sha256": data.split_sha256})
+
+        def save(tag, model, optimizer, scheduler, state):
+            if info.is_main:
+                save_checkpoint(run_dir / f"{tag}.pt", model, config=cfg_dict,
+                                model_inputs=data.model_inputs,
+                                state={**state, "split_sha256": data.split_sha256},
+                                optimizer=optimizer, scheduler=scheduler, encoder=data.encoder)
+
+        # ---- the hybrid
+        model = build_model(cfg.model, data.model_inputs).to(dev)
+        state = fit(distributed.wrap(model, info, dev), train_dl, val_dl, cfg, dev,
+                    epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay,
+                    lr_schedule=t.lr_schedule, patience=t.patience, info=info, save=save,
+                    on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
+                    resume=_resume_checkpoint(resume, run_dir), desc="hybrid epochs")
+        t_hybrid = time.perf_counter() - t_start - t_data
+        save("final", model, None, None, state)
+
+        # ---- the population mechanistic model, then both on the held-out fold
+        mech = fit_mechanistic_baseline(cfg, data.model_inputs, train_dl, val_dl, dev, info)
+        results = {name: evaluate(net, test_dl, dev, amp=t.amp,
+                                  min_labs=cfg.loss.min_labs_for_nadir)
+                   for name, net in (("hybrid", model), ("mechanistic", mech))}
+        history = state["history"]
+        summary = {"results": results, "run_dir": str(run_dir.resolve()),
+                   "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+                   "stopped_early": state["stopped_early"], "data_s": t_data,
+                   "hybrid_s": t_hybrid, "total_s": time.perf_counter() - t_start,
+                   "world_size": info.world_size, "device": str(dev),
+                   "tracking_uri": tracker.uri, "run_id": tracker.run_id,
+                   "split_sha256": data.split_sha256,
+                   "epoch_s": float(np.mean([h["epoch_s"] for h in history] or [np.nan])),
+                   "patients_per_s": float(np.mean([h["patients_per_s"] for h in history]
+                                                   or [np.nan]))}
+        if info.is_main:
+            write_outputs(cfg, run_dir, state, {"hybrid": model, "mechanistic": mech}, results,
+                          summary, tracker, test_dl, dev)
+        return summary
+    finally:
+        distributed.teardown()
+
+
+def _resume_checkpoint(resume: str | None, run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint to continue from ("auto": ``last.pt`` if present), with its best weights."""
+    if not resume:
+        return None
+    path = run_dir / "last.pt" if resume == "auto" else Path(resume)
+    if resume == "auto" and not path.exists():
+        return None
+    ckpt = load_checkpoint(path)
+    best = path.parent / "best.pt"
+    if best.exists():
+        ckpt["best_model"] = load_checkpoint(best)["model"]
+    return ckpt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python train.py`` and ``lymphonet train``."""
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run :func:`train` from parsed arguments."""
+    cfg = load_training_config(args.config, args.set)
+    summary = train(cfg, device=args.device, resume=args.resume,
+                    tracking=False if args.no_tracking else None,
+                    tracking_uri=args.tracking_uri, out_dir=args.out)
+    return 0 if summary else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

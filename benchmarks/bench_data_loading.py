@@ -23,15 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from lymphonet.dataset import (
-    PlanDataset,
-    image_from_plan,
-    make_loader,
-    preprocess_cohort,
-    read_plan,
-)
+from lymphonet.data.cache import preprocess_cohort
+from lymphonet.data.config import DataConfig
+from lymphonet.data.dataset import PlanDataset, make_loader
+from lymphonet.data.images import image_from_plan
 from lymphonet.io.cohort import load_cohort
-from lymphonet.preprocess import DataConfig
+from lymphonet.io.plan import read_plan
 
 
 def make_cohort(n_plans: int, out_dir: Path) -> Path:
@@ -74,7 +71,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for record in cohort.plans:
-        dose, structures = read_plan(record, cohort.root)
+        _plan = read_plan(record, cohort.root)
+        dose, structures = _plan.dose, _plan.structures
         image_from_plan(dose, structures, config)
     t_images = time.perf_counter() - t0
 

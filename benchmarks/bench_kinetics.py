@@ -14,7 +14,8 @@ import time
 import numpy as np
 import torch
 
-from lymphonet.kinetics import N_PARAMS, KineticsInputs, LymphocyteKinetics, weekday_fraction_days
+from lymphonet.kinetics import N_PARAMS, KineticsInputs, LymphocyteKinetics
+from lymphonet.schema import weekday_fraction_days
 
 
 def make_batch(n: int, n_q: int = 32, seed: int = 0, dtype=torch.float32) -> KineticsInputs:

@@ -47,7 +47,7 @@ def write_manifest(cases: list[Path], path: Path) -> None:
 
 
 def make_bundle(tmp: Path, onnx: bool) -> Path:
-    from lymphonet.export import export_bundle, untrained_checkpoint
+    from lymphonet.bundle.export import export_bundle, untrained_checkpoint
     from lymphonet.training.config import load_training_config
 
     cfg = load_training_config()
@@ -57,7 +57,7 @@ def make_bundle(tmp: Path, onnx: bool) -> Path:
 
 
 def bench_end_to_end(bundle: Path, manifest: Path, tmp: Path, workers: int, particles):
-    from lymphonet.scoring import ScoreOptions, score_manifest
+    from lymphonet.scoring.runner import ScoreOptions, score_manifest
 
     opts = ScoreOptions(particles=particles)
     summary = score_manifest(bundle, manifest, tmp / f"scores_{particles}.csv", workers=workers,
@@ -75,8 +75,8 @@ def bench_end_to_end(bundle: Path, manifest: Path, tmp: Path, workers: int, part
 
 
 def bench_backends(bundle_dir: Path, manifest: Path, n: int = 5, reps: int = 20) -> None:
-    from lymphonet.export import load_bundle
-    from lymphonet.scoring import Predictor, manifest_tasks, prepare_plan
+    from lymphonet.bundle.export import load_bundle
+    from lymphonet.scoring.runner import Predictor, manifest_tasks, prepare_plan
 
     bundle = load_bundle(bundle_dir)
     tasks, root = manifest_tasks(manifest)
@@ -106,16 +106,18 @@ def bench_backends(bundle_dir: Path, manifest: Path, n: int = 5, reps: int = 20)
 
 
 def bench_resampler(bundle_dir: Path, manifest: Path, n: int = 5) -> None:
-    from lymphonet.dataset import image_from_plan, read_plan
-    from lymphonet.export import load_bundle
-    from lymphonet.scoring import manifest_tasks, resample_fast
+    from lymphonet.bundle.export import load_bundle
+    from lymphonet.data.images import image_from_plan, resample_fast
+    from lymphonet.io.plan import read_plan
+    from lymphonet.scoring.runner import manifest_tasks
 
     bundle = load_bundle(bundle_dir)
     tasks, root = manifest_tasks(manifest)
     tf = tt = 0.0
     dmax, agree = 0.0, []
     for t in tasks[:n]:
-        dose, st = read_plan(t.record, root)
+        plan = read_plan(t.record, root)
+        dose, st = plan.dose, plan.structures
         t0 = time.perf_counter()
         a = resample_fast(dose, st, bundle.data_config)
         t1 = time.perf_counter()
@@ -130,15 +132,16 @@ def bench_resampler(bundle_dir: Path, manifest: Path, n: int = 5) -> None:
 
 
 def bench_particles(bundle_dir: Path, manifest: Path, counts: list[int], seeds: int = 8) -> None:
-    from lymphonet.dataset import read_plan
-    from lymphonet.export import load_bundle
-    from lymphonet.features import plan_features
-    from lymphonet.scoring import Predictor, ScoreOptions, manifest_tasks, prepare_plan
+    from lymphonet.bundle.export import load_bundle
+    from lymphonet.dosimetry.plan_features import plan_features
+    from lymphonet.io.plan import read_plan
+    from lymphonet.scoring.runner import Predictor, ScoreOptions, manifest_tasks, prepare_plan
 
     bundle = load_bundle(bundle_dir)
     tasks, root = manifest_tasks(manifest)
     rec = tasks[0].record
-    dose, st = read_plan(rec, root)
+    _plan = read_plan(rec, root)
+    dose, st = _plan.dose, _plan.structures
     pred = Predictor(bundle)
     print(f"\n[blood-dose particles] plan {rec.plan_id}, {seeds} engine seeds each")
     for p in counts:

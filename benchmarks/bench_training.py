@@ -28,14 +28,15 @@ def _rate(n: int, seconds: float) -> float:
 
 def measure(cohort: Path, device: torch.device, batch_size: int, workers: int, steps: int,
             overrides: list[str]) -> dict[str, float]:
+    from lymphonet.data.prepare import load_datasets, make_loaders, prepare_split_and_cache
     from lymphonet.training.config import load_training_config
     from lymphonet.training.loop import build_model, make_optimizer, to_device, train_one_epoch
     from lymphonet.training.losses import compute_loss
-    from lymphonet.training.run import make_loaders, prepare_data
 
     cfg = load_training_config(None, [f"cohort.path={cohort}", "train.progress=false",
                                       *overrides])
-    data = prepare_data(cfg, cohort.parent)  # warms the cache (first pass only)
+    prepare_split_and_cache(cfg, cohort)  # warms the cache (first pass only)
+    data = load_datasets(cfg, cohort)
     train_dl, _, _ = make_loaders(data, batch_size, workers, 0, device=device)
     # loading alone
     t0 = time.perf_counter()

@@ -58,6 +58,24 @@ RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
     "baseline_alc": (0.0, 20.0, False, False, "10^9/L"),
 }
 LABS_REQUIRED: tuple[str, ...] = ("patient_id", "day", "alc")
+
+#: CTCAE v5 "lymphocyte count decreased": ALC (10^9/L) below which each grade starts. Grade 1
+#: starts below the lower limit of normal, taken as 1.0 x 10^9/L. The one table of cut-offs.
+CTCAE_CUTOFFS_ALC: dict[int, float] = {1: 1.0, 2: 0.8, 3: 0.5, 4: 0.2}
+
+#: Treatment sites with a name of their own in the clinical encoder (others map to "other").
+KNOWN_SITES: tuple[str, ...] = ("esophagus", "lung", "lung_sbrt", "liver", "pancreas", "stomach",
+                                "glioblastoma", "whole_brain", "prostate", "prostate_nodes",
+                                "cervix", "breast", "head_neck")
+
+#: Columns of a score file (``lymphonet score``), one row per manifest row. ALC in 10^9/L, days
+#: from the first fraction, doses in Gy for the course.
+SCORE_COLUMNS: tuple[str, ...] = (
+    "patient_id", "plan_id", "model_version", "predicted_nadir", "nadir_day", "p_grade3plus",
+    "p_grade4", "nadir_lower", "nadir_upper", "mean_body_dose_gy", "edic_gy",
+    "mean_blood_dose_gy", "status", "error")
+#: Columns of a trajectory file: one row per plan and day (ALC and its interval in 10^9/L).
+TRAJECTORY_COLUMNS: tuple[str, ...] = ("plan_id", "day", "alc", "lower", "upper")
 _MISSING_TOKENS = {"", "nan", "na", "n/a", "null", "<na>"}
 
 
@@ -149,9 +167,35 @@ def as_id(value: Any) -> str:
     return str(value).strip()
 
 
+def weekday_fraction_days(n_fractions: int, start_weekday: int = 0,
+                          fractions_per_day: int = 1, interval_h: float = 6.0) -> np.ndarray:
+    """Treatment days for fractions on Monday-Friday, day 0 = first fraction.
+
+    Args:
+        n_fractions: Number of fractions.
+        start_weekday: Weekday of day 0 (0 = Monday ... 4 = Friday).
+        fractions_per_day: 1 (daily) or more (e.g. 2 for BID, ``interval_h`` apart).
+        interval_h: Hours between fractions of the same day.
+
+    Returns:
+        ``[n_fractions]`` float days.
+    """
+    if n_fractions < 1 or fractions_per_day < 1 or not 0 <= start_weekday <= 4:
+        raise InputError("n_fractions and fractions_per_day must be >= 1, start_weekday in 0..4",
+                         field="fraction_days")
+    days, day = [], 0
+    while len(days) < n_fractions:
+        if (start_weekday + day) % 7 < 5:
+            for j in range(fractions_per_day):
+                if len(days) < n_fractions:
+                    days.append(day + j * interval_h / 24.0)
+        day += 1
+    return np.asarray(days, dtype=float)
+
+
 def default_fraction_days(n_fractions: int) -> tuple[float, ...]:
     """Monday-to-Friday schedule starting on day 0: 0, 1, 2, 3, 4, 7, 8, ... (n entries)."""
-    return tuple(float(7 * (f // 5) + f % 5) for f in range(n_fractions))
+    return tuple(float(d) for d in weekday_fraction_days(n_fractions))
 
 
 def parse_fraction_days(value: Any, n_fractions: int) -> tuple[float, ...]:
@@ -336,3 +380,15 @@ def plan_from_row(
         extras={k: v for k, v in row.items() if k not in known},
         **values,
     ), []
+
+
+def ctcae_grade(alc: Any) -> Any:
+    """CTCAE v5 lymphocyte-count-decreased grade (0-4) of ALC values (10^9/L).
+
+    Works on numbers, numpy arrays (-> int64 array) and torch tensors (-> long tensor of the same
+    shape): the grade is the number of :data:`CTCAE_CUTOFFS_ALC` the value lies below.
+    """
+    cuts = sorted(CTCAE_CUTOFFS_ALC.values(), reverse=True)
+    if hasattr(alc, "new_tensor"):  # torch, without importing it here
+        return (alc[..., None] < alc.new_tensor(cuts)).sum(-1)
+    return (np.asarray(alc, float)[..., None] < np.asarray(cuts)).sum(-1).astype(np.int64)

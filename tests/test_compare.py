@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lymphonet.compare import COMPARE_COLUMNS, compare_plans, nadir_difference
 from lymphonet.errors import InputError
+from lymphonet.scoring.compare import COMPARE_COLUMNS, compare_plans, nadir_difference
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
 Z90 = 1.6448536269514722  # standard normal 95th percentile
@@ -54,11 +54,11 @@ def plans(tmp_path_factory) -> tuple[Path, Path]:
     """One lung patient with a photon and a proton plan, one patient with a single plan, and a
     population-prior model (head_scale = 0: the network does not move theta, so the
     mechanistic layer alone decides and less blood dose must mean a higher nadir)."""
-    from lymphonet.export import export_bundle, untrained_checkpoint
+    from lymphonet.bundle.export import export_bundle, untrained_checkpoint
+    from lymphonet.data.config import DataConfig
     from lymphonet.io.nifti import write_label_map, write_volume
     from lymphonet.io.volume import StructureSet
     from lymphonet.models.hybrid import EncoderConfig, ModelConfig
-    from lymphonet.preprocess import DataConfig
     from lymphonet.twin.sites import plan_for_site, site_phantom
 
     root = tmp_path_factory.mktemp("plans")

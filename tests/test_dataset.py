@@ -17,24 +17,19 @@ import pandas as pd
 import pytest
 import torch
 
-from lymphonet.dataset import (
-    PlanDataset,
-    augment_image,
-    channel_masks,
-    image_from_plan,
-    kinetics_inputs_from_batch,
-    load_cached_image,
-    make_loader,
-    preprocess_cohort,
-    read_plan,
-)
+from lymphonet.data.batch import DOSE_SUMMARY_NAMES, kinetics_inputs
+from lymphonet.data.cache import load_cached_image, preprocess_cohort
+from lymphonet.data.clinical import ClinicalEncoder
+from lymphonet.data.config import DataConfig
+from lymphonet.data.dataset import PlanDataset, make_loader
+from lymphonet.data.images import augment_image, channel_masks, image_from_plan
+from lymphonet.data.splits import fold_indices, make_splits
 from lymphonet.errors import InputError
 from lymphonet.io.cohort import load_cohort
 from lymphonet.io.nifti import resample_to, write_label_map, write_volume
+from lymphonet.io.plan import read_plan
 from lymphonet.io.volume import StructureSet, Volume
 from lymphonet.organs import LYMPHOID_ORGANS
-from lymphonet.preprocess import DOSE_SUMMARY_NAMES, ClinicalEncoder, DataConfig
-from lymphonet.splits import fold_indices, make_splits
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -165,7 +160,8 @@ def test_dose_channel_scale_and_resampling(dataset, config):
     """Dose stays in Gy / fixed scale; torchio output equals an independent SimpleITK resample
     (lymphonet.io.nifti.resample_to) of the dose (trilinear) and each mask (nearest)."""
     for i, plan in enumerate(dataset.plans):
-        dose, structures = read_plan(plan, _root(dataset))
+        _plan = read_plan(plan, _root(dataset))
+        dose, structures = _plan.dose, _plan.structures
         img = dataset[i]["image"].numpy()
         assert img[0].max() * config.dose_scale_gy == pytest.approx(float(dose.array.max()),
                                                                     rel=0.08)
@@ -184,7 +180,8 @@ def test_dose_channel_scale_and_resampling(dataset, config):
 
 def test_target_centre_lands_at_grid_centre(dataset, config):
     for i, plan in enumerate(dataset.plans):
-        dose, structures = read_plan(plan, _root(dataset))
+        _plan = read_plan(plan, _root(dataset))
+        dose, structures = _plan.dose, _plan.structures
         idx = np.argwhere(structures["target"])
         centre_mm = dose.index_to_physical((idx.min(0) + idx.max(0)) / 2.0)
         img, origin = load_cached_image(dataset.paths[i], config)
@@ -319,7 +316,7 @@ def test_loaders_with_0_and_2_workers_agree(dataset):
 
 def test_kinetics_inputs_from_batch(dataset):
     batch = next(iter(make_loader(dataset, batch_size=N_GOOD, shuffle=False)))
-    inp = kinetics_inputs_from_batch(batch)
+    inp = kinetics_inputs(batch)
     inp.validate()
     assert inp.batch_size == N_GOOD
     assert torch.equal(inp.blood_dose_q_gy, batch["blood_dose_q_gy"])

@@ -10,20 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from lymphonet.errors import InputError
-from lymphonet.export import (
-    NetworkHead,
-    example_inputs,
+from lymphonet.bundle.export import (
     export_bundle,
     load_bundle,
     resolve_run_checkpoint,
-    run_onnx,
-    trajectory_from_network,
     untrained_checkpoint,
     write_checksums,
 )
+from lymphonet.bundle.portable import example_inputs, run_onnx
+from lymphonet.data.config import DataConfig
+from lymphonet.errors import InputError
+from lymphonet.models.head import NetworkHead
 from lymphonet.models.hybrid import EncoderConfig, ModelConfig
-from lymphonet.preprocess import DataConfig
 from lymphonet.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 DATA = DataConfig(spacing_mm=(16.0, 16.0, 16.0), shape=(16, 16, 16), n_quantiles=8,
@@ -160,7 +158,7 @@ def test_torchscript_parity_including_trajectory(bundle_dir):
     with torch.no_grad():
         eager = bundle.model(batch)
         net = ts(batch["image"], batch["clinical"], batch["dose_summary"])
-        alc, days = trajectory_from_network(bundle.model, net, batch)
+        alc, days = bundle.model.trajectory(net, batch)
     assert torch.allclose(net, eager.theta, atol=1e-5, rtol=0)
     assert torch.allclose(alc, eager.alc, atol=1e-5, rtol=1e-5)
     assert torch.equal(days, eager.days)

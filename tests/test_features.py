@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from lymphonet.dosimetry.plan_features import PlanFeatures, lymphoid_masks, plan_features
 from lymphonet.errors import InputError
-from lymphonet.features import PlanFeatures, kinetics_inputs, lymphoid_masks, plan_features
 from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics, nadir
+from lymphonet.kinetics.simulate import kinetics_inputs
 from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.twin.sites import plan_for_site, site_phantom
 

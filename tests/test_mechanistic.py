@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from lymphonet.dosimetry.plan_features import plan_features
 from lymphonet.errors import InputError
-from lymphonet.features import plan_features
 from lymphonet.kinetics import PARAM_NAMES
-from lymphonet.mechanistic import load_theta, plot_trajectories, simulate
+from lymphonet.kinetics.simulate import load_theta, plot_trajectories, simulate
 from lymphonet.twin.sites import plan_for_site, site_phantom
 
 

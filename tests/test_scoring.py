@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lymphonet.export import export_bundle, untrained_checkpoint
+from lymphonet.bundle.export import export_bundle, untrained_checkpoint
+from lymphonet.data.config import DataConfig
 from lymphonet.models.hybrid import EncoderConfig, ModelConfig
-from lymphonet.preprocess import DataConfig
-from lymphonet.scoring import SCORE_COLUMNS, TRAJECTORY_COLUMNS, score_manifest
+from lymphonet.scoring.runner import SCORE_COLUMNS, TRAJECTORY_COLUMNS, score_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
 REPO = Path(__file__).resolve().parents[1]
@@ -148,12 +148,14 @@ def test_same_numbers_with_two_workers(scored, bundle, cohort, tmp_path):
 
 
 def test_fast_resampler_matches_the_training_path(bundle, cohort):
-    from lymphonet.dataset import image_from_plan, read_plan
-    from lymphonet.scoring import manifest_tasks, resample_fast
+    from lymphonet.data.images import image_from_plan, resample_fast
+    from lymphonet.io.plan import read_plan
+    from lymphonet.scoring.runner import manifest_tasks
 
     tasks, root = manifest_tasks(cohort / "good.csv")
     for task in tasks:
-        dose, st = read_plan(task.record, root)
+        plan = read_plan(task.record, root)
+        dose, st = plan.dose, plan.structures
         fast = resample_fast(dose, st, DATA)
         ref, _ = image_from_plan(dose, st, DATA)
         assert fast.shape == ref.shape == (DATA.n_channels, *DATA.shape)

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lymphonet.errors import InputError
-from lymphonet.schema import PlanRecord
-from lymphonet.splits import (
+from lymphonet.data.splits import (
     fold_indices,
     get_or_make_splits,
     load_splits,
     make_splits,
     save_splits,
 )
+from lymphonet.errors import InputError
+from lymphonet.schema import PlanRecord
 
 
 def _plan(pid: str, plan_id: str, site: str, modality: str) -> PlanRecord:
@@ -103,10 +103,16 @@ def test_written_once_and_reused(tmp_path):
     plans = _cohort()
     path = tmp_path / "splits.csv"
     first = get_or_make_splits(plans, path, n_folds=5, seed=0)
-    again = get_or_make_splits(plans, path, n_folds=5, seed=123)  # file wins over the seed
+    again = get_or_make_splits(plans, path, n_folds=5, seed=0)
     pd.testing.assert_frame_equal(first, again)
+    # a split made with other settings is refused, never silently reused (stale-data guard)
+    with pytest.raises(InputError, match="seed=0.*seed=123"):
+        get_or_make_splits(plans, path, n_folds=5, seed=123)
+    with pytest.raises(InputError, match="n_folds=5.*n_folds=3"):
+        get_or_make_splits(plans, path, n_folds=3, seed=0)
     with pytest.raises(InputError, match="not in the split file"):
-        get_or_make_splits(plans + [_plan("new", "new_photon", "lung", "photon")], path)
+        get_or_make_splits(plans + [_plan("new", "new_photon", "lung", "photon")], path,
+                           n_folds=5, seed=0)
     train, held = fold_indices(plans, first, 2)
     assert sorted(train + held) == list(range(len(plans)))
     assert {first["fold"][i] for i in held} == {2} and 2 not in {first["fold"][i] for i in train}

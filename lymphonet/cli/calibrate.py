@@ -2,7 +2,7 @@
 
 Example::
 
-    lymphonet calibrate --table lymphonet/data/literature_cohorts.csv --out params.json \
+    lymphonet calibrate --table lymphonet/resources/literature_cohorts.csv --out params.json \
         [--labs-cohort COHORT_DIR] [--fit alpha_per_gy,blood_share,...]
 """
 
@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output params JSON")
     p.add_argument("--labs-cohort", default=None,
                    help="cohort folder (manifest + labs) fitted jointly with the table")
+    p.add_argument("--default-beam-on-time", type=float, default=None,
+                   help="beam-on time per fraction (s) for --labs-cohort plans whose manifest "
+                        "gives none (default: such a plan is an error)")
     p.add_argument("--fit", default=None,
                    help="comma-separated parameter names (default: the identifiable subset)")
     p.add_argument("--n-per-row", type=int, default=200, help="virtual patients per row (200)")
@@ -45,8 +48,9 @@ def run(args) -> int:
                                       seed=args.seed, progress=not args.quiet)
     labs = None
     if args.labs_cohort:
-        inputs, obs, _ = fit_mod.lab_cohort_inputs(args.labs_cohort, seed=args.seed,
-                                               progress=not args.quiet)
+        inputs, obs, _ = fit_mod.lab_cohort_inputs(
+            args.labs_cohort, seed=args.seed, progress=not args.quiet,
+            default_beam_on_time_s=args.default_beam_on_time)
         labs = (inputs, obs)
     fit = fit_mod.calibrate_to_table(cohort, names, max_iter=args.max_iter, labs=labs)
     fit_mod.write_params_json(fit, args.out, table_path=table_path, n_per_row=args.n_per_row,

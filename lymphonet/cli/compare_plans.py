@@ -30,7 +30,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from lymphonet.cli.score import options
-    from lymphonet.compare import compare_plans
+    from lymphonet.scoring.compare import compare_plans
 
     plot = args.plot or str(Path(args.out).with_suffix(".png"))
     result = compare_plans(args.model, args.manifest, args.out, plot=plot,

@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lymphonet.demo import run_demo
     from lymphonet.errors import InputError
+    from lymphonet.twin.demo import run_demo
     from lymphonet.twin.sites import SITES
 
     if args.site not in SITES:

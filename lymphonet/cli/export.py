@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import json
 
-    from lymphonet.export import export_bundle, resolve_run_checkpoint
+    from lymphonet.bundle.export import export_bundle, resolve_run_checkpoint
 
     ckpt = args.checkpoint or resolve_run_checkpoint(args.run, args.runs_dir)
     out = export_bundle(ckpt, args.out, onnx=not args.no_onnx,

@@ -34,12 +34,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from lymphonet.dosimetry.plan_features import features_of_plan
     from lymphonet.errors import InputError
-    from lymphonet.features import kinetics_inputs
     from lymphonet.io.cohort import load_cohort
+    from lymphonet.io.plan import read_plan
     from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics
     from lymphonet.kinetics.calibrate import Observations, fit_population
-    from lymphonet.mechanistic import features_for_plan
+    from lymphonet.kinetics.simulate import kinetics_inputs
 
     names = [n.strip() for n in args.fit.split(",") if n.strip()]
     unknown = sorted(set(names) - set(PARAM_NAMES))
@@ -50,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     plans, features, failed = [], [], []
     for record in tqdm(cohort.plans, desc="plan features", unit="plan"):
         try:
-            features.append(features_for_plan(record, particles=args.particles,
-                                              default_beam_on_time_s=args.default_beam_on_time))
+            plan = read_plan(record, cohort.root,
+                             default_beam_on_time_s=args.default_beam_on_time)
+            features.append(features_of_plan(plan, particles=args.particles))
             plans.append(record)
         except InputError as err:
             failed.append(str(err))

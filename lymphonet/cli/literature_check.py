@@ -2,7 +2,7 @@
 
 Example::
 
-    lymphonet literature-check --table lymphonet/data/literature_cohorts.csv --out report.csv \
+    lymphonet literature-check --table lymphonet/resources/literature_cohorts.csv --out report.csv \
         --plot report.png --n-per-row 200 --seed 0
 """
 

@@ -42,14 +42,14 @@ def register(subparsers) -> None:
 
 
 def options(args):
-    from lymphonet.scoring import ScoreOptions
+    from lymphonet.scoring.runner import ScoreOptions
 
     return ScoreOptions(backend=args.backend, resampler=args.resampler, particles=args.particles,
                         alc_unit=args.alc_unit)
 
 
 def run(args) -> int:
-    from lymphonet.scoring import score_manifest
+    from lymphonet.scoring.runner import score_manifest
 
     summary = score_manifest(args.model, args.manifest, args.out,
                              trajectories=args.trajectories, workers=args.workers,

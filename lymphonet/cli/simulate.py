@@ -35,10 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lymphonet.dosimetry.plan_features import features_of_plan
     from lymphonet.errors import InputError
-    from lymphonet.features import plan_features
-    from lymphonet.io.loaders import read_dose, read_structures
-    from lymphonet.mechanistic import load_theta, plot_trajectories, simulate
+    from lymphonet.io.plan import read_plan_files
+    from lymphonet.kinetics.simulate import load_theta, plot_trajectories, simulate
 
     days = None
     if args.fraction_days:
@@ -51,13 +51,12 @@ def run(args: argparse.Namespace) -> int:
                              field="--fraction-days")
     if args.baseline_alc <= 0:
         raise InputError("must be > 0 (10^9/L)", field="--baseline-alc")
-    dose = read_dose(args.dose)
-    structures = read_structures(args.structures, dose, structure_map=args.structure_map)
-    features = plan_features(dose, structures, n_fractions=args.fractions,
-                             beam_on_time_s=args.beam_on_time, sex=args.sex,
-                             particles=args.particles, seed=args.seed)
+    plan = read_plan_files(args.dose, args.structures, n_fractions=args.fractions,
+                           beam_on_time_s=args.beam_on_time, structure_map=args.structure_map,
+                           fraction_days=days, sex=args.sex)
+    features = features_of_plan(plan, particles=args.particles, seed=args.seed)
     (traj,) = simulate([features], [args.baseline_alc], chemo=[args.chemo],
-                       fraction_days=None if days is None else [days],
+                       fraction_days=[plan.fraction_days],
                        theta=load_theta(args.params), n_days=args.days)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     traj.to_frame().to_csv(args.out, index=False, float_format="%.5g")

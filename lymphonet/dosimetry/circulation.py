@@ -2,7 +2,7 @@
 
 The compartment table (blood flow in % of cardiac output, blood content in % of total blood volume;
 ICRP Publication 89, 2002, as tabulated for the HEDOS blood-dose model by Shin et al., Phys Med Biol
-66:045003, 2021) ships as package data in ``lymphonet/data/icrp89_circulation.csv``.
+66:045003, 2021) ships as package data in ``lymphonet/resources/icrp89_circulation.csv``.
 
 The network (edges ``source -> destination``; see also ``docs/blood_dose.md``)::
 
@@ -85,7 +85,7 @@ def load_table() -> tuple[dict[str, str | float | None], ...]:
         columns ``flow_pct_{male,female}``, ``volume_pct_{male,female}``,
         ``arterial_flow_pct_{male,female}`` (``None`` where empty).
     """
-    text = resources.files("lymphonet").joinpath("data", TABLE_RESOURCE).read_text("utf-8")
+    text = resources.files("lymphonet").joinpath("resources", TABLE_RESOURCE).read_text("utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     rows = []
     for raw in csv.DictReader(io.StringIO("\n".join(lines))):

@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lymphonet.errors import InputError
-from lymphonet.evaluation.metrics import GRADE3_ALC, GRADE4_ALC, MIN_LABS, lab_mask, observed_nadir
+from lymphonet.metrics import GRADE3_ALC, GRADE4_ALC, MIN_LABS, lab_mask, observed_nadir
 
 #: Sites treated as brain cases (the Kim nomogram applies to them only).
 BRAIN_SITES = ("glioblastoma", "whole_brain", "brain")
@@ -289,10 +289,10 @@ def dataset_table(dataset, batch_size: int = 64) -> dict:
 def _kinetics_and_obs(table: dict, early_days: float | None = None):
     import torch
 
+    from lymphonet.data.batch import kinetics_inputs
     from lymphonet.kinetics.calibrate import Observations
-    from lymphonet.models.hybrid import batch_kinetics_inputs
 
-    inputs = batch_kinetics_inputs(table).to(dtype=torch.float64)
+    inputs = kinetics_inputs(table).to(dtype=torch.float64)
     m = torch.as_tensor(lab_mask(table["obs_days"].numpy(), table["obs_alc"].numpy(),
                                  table["obs_mask"].numpy()))
     if early_days is not None:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lymphonet import metrics as M
 from lymphonet.errors import InputError
-from lymphonet.evaluation import metrics as M
 from lymphonet.evaluation.baselines import (
     DVHGradientBoosting,
     DVHLogistic,
@@ -304,23 +304,24 @@ def _outcomes(table: dict, plans, fold: int) -> Outcomes:
 
 def train_network(model_cfg, cfg, train_ds, val_ds, model_inputs: dict[str, int], device,
                   seed: int):
-    """Train one network as ``lymphonet train`` does (same optimiser, schedule, early stopping
-    on the validation fold), seeded; returns it in eval mode with its best weights."""
-    import torch
-    from torch.utils.data import DataLoader
+    """Train one network through ``train.py``'s loop (the same ``fit`` as ``lymphonet train``:
+    optimiser, schedule, AMP, early stopping on the validation fold), seeded; returns it in eval
+    mode with its best weights."""
+    from dataclasses import replace
 
-    from lymphonet.training.loop import build_model, fit, set_seed
+    from lymphonet.data.prepare import PreparedData, make_loaders
+    from lymphonet.training.loop import build_model, set_seed
+    from lymphonet.training.script import load_train_script
 
     t = cfg.train
     set_seed(seed, t.deterministic)
-    gen = torch.Generator().manual_seed(seed)
-    train_dl = DataLoader(train_ds, t.batch_size, shuffle=True, generator=gen)
-    val_dl = DataLoader(val_ds, t.batch_size * 2, shuffle=False)
+    train_dl, val_dl, _ = make_loaders(PreparedData(train_ds, val_ds, val_ds, model_inputs),
+                                       t.batch_size, 0, seed, device=device)
     model = build_model(model_cfg, model_inputs).to(device)
-    fit(model, train_dl, val_dl, epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay,
-        loss_cfg=cfg.loss, device=device, amp=t.amp, grad_clip=t.grad_clip,
-        lr_schedule=t.lr_schedule, patience=t.patience, min_delta=t.min_delta,
-        max_bad_steps=t.max_bad_steps)
+    quiet = replace(cfg, train=replace(t, progress=False))
+    load_train_script().fit(model, train_dl, val_dl, quiet, device, epochs=t.epochs, lr=t.lr,
+                            weight_decay=t.weight_decay, lr_schedule=t.lr_schedule,
+                            patience=t.patience)
     return model.eval()
 
 
@@ -350,7 +351,7 @@ def network_predictions(model, dataset, device, batch_size: int = 32,
 
 
 def _tabular(table_fit, plans_fit, table_test, plans_test, seed, kim_coefficients, notes):
-    from lymphonet.preprocess import DOSE_SUMMARY_NAMES
+    from lymphonet.data.batch import DOSE_SUMMARY_NAMES
 
     xf = tabular_features(table_fit, plans_fit, DOSE_SUMMARY_NAMES)
     xt = tabular_features(table_test, plans_test, DOSE_SUMMARY_NAMES)
@@ -400,7 +401,7 @@ def load_trained(path: str | Path):
     if path.is_dir():
         import json
 
-        from lymphonet.export import load_bundle
+        from lymphonet.bundle.export import load_bundle
 
         bundle = load_bundle(path)
         raw = json.loads((path / "config.json").read_text())
@@ -440,10 +441,10 @@ def evaluate_models(cohort: str | Path, *, checkpoint: str | Path | None = None,
     """
     import torch
 
-    from lymphonet.dataset import PlanDataset
+    from lymphonet.data.clinical import ClinicalEncoder
+    from lymphonet.data.dataset import PlanDataset
+    from lymphonet.data.splits import get_or_make_splits
     from lymphonet.io.cohort import load_cohort
-    from lymphonet.preprocess import ClinicalEncoder
-    from lymphonet.splits import get_or_make_splits
 
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lymphonet.evaluation import metrics as M
+from lymphonet import metrics as M
 
 #: Headline metrics of the summary table: column key, label.
 SUMMARY_METRICS = (("auroc_g3", "AUROC G>=3"), ("auroc_g4", "AUROC G4"),

@@ -38,7 +38,7 @@ from lymphonet.errors import InputError
 from lymphonet.io.volume import StructureSet
 from lymphonet.organs import CANONICAL_ORGANS, PAIRED
 
-DEFAULT_MAP_PATH = Path(__file__).resolve().parents[1] / "data" / "structure_map.yaml"
+DEFAULT_MAP_PATH = Path(__file__).resolve().parents[1] / "resources" / "structure_map.yaml"
 _TOP_LEVEL_KEYS = {"extends", "organs", "replace", "keep_sources", "extra_names"}
 _SEPARATORS = re.compile(r"[\s_\-./]+")
 
@@ -118,7 +118,7 @@ class StructureMap:
 
     @classmethod
     def default(cls) -> StructureMap:
-        """The map shipped in ``lymphonet/data/structure_map.yaml`` (parsed once, then cached)."""
+        """The map shipped in ``lymphonet/resources/structure_map.yaml`` (parsed once, then cached)."""
         return _default_map()
 
     @classmethod

@@ -7,7 +7,6 @@ from lymphonet.kinetics.model import (
     ORGAN_SHARE_OF_BODY,
     KineticsOutput,
     LymphocyteKinetics,
-    ctcae_grade,
     interpolate_days,
     mean_survival,
     nadir,
@@ -31,7 +30,6 @@ from lymphonet.kinetics.schedule import (
     blood_quantiles_from_exposure,
     concat_inputs,
     lea_catcheside_g,
-    weekday_fraction_days,
 )
 
 __all__ = [
@@ -47,7 +45,6 @@ __all__ = [
     "ParamSpec",
     "blood_quantiles_from_exposure",
     "concat_inputs",
-    "ctcae_grade",
     "dphysical_dtheta",
     "expand_theta",
     "interpolate_days",
@@ -58,5 +55,4 @@ __all__ = [
     "params_to_theta",
     "theta_to_params",
     "theta_to_tensor",
-    "weekday_fraction_days",
 ]

@@ -324,14 +324,3 @@ def nadir(alc: torch.Tensor, days: torch.Tensor, temperature: float | None = Non
     z = -alc / temperature
     val = -temperature * torch.logsumexp(z, 1)
     return val, (torch.softmax(z, 1) * days).sum(1)
-
-
-def ctcae_grade(alc: torch.Tensor, lln: float = 1.0) -> torch.Tensor:
-    """CTCAE v5 lymphocyte-count-decreased grade (0-4) of ALC values (10^9/L), same shape, long.
-
-    G1: < LLN and >= 0.8; G2: < 0.8 and >= 0.5; G3: < 0.5 and >= 0.2; G4: < 0.2.
-    """
-    grade = torch.zeros_like(alc, dtype=torch.long)
-    for g, thr in ((1, lln), (2, 0.8), (3, 0.5), (4, 0.2)):
-        grade = torch.where(alc < thr, torch.full_like(grade, g), grade)
-    return grade

@@ -54,7 +54,7 @@ class ParamSpec:
 
 
 #: Source note of the parameters fitted by ``lymphonet calibrate`` on the shipped literature table.
-_CAL = ("calibrated to published cohorts (lymphonet/data/population_params.json, "
+_CAL = ("calibrated to published cohorts (lymphonet/resources/population_params.json, "
         "docs/kinetics.md section 7)")
 
 #: The parameter table. Order defines the columns of ``theta`` ([B, n_params]).

@@ -16,6 +16,7 @@ import torch
 
 from lymphonet.errors import InputError
 from lymphonet.organs import LYMPHOID_ORGANS
+from lymphonet.schema import weekday_fraction_days
 
 #: Chemotherapy codes of ``KineticsInputs.chemo``.
 CHEMO_NONE, CHEMO_CONCURRENT, CHEMO_SEQUENTIAL = 0, 1, 2
@@ -26,32 +27,6 @@ CHEMO_CODES = {"none": CHEMO_NONE, "concurrent": CHEMO_CONCURRENT, "sequential":
 #: Induction chemotherapy before RT is already reflected in the pre-RT baseline ALC.
 SEQUENTIAL_GAP_DAYS = 28.0
 SEQUENTIAL_DURATION_DAYS = 84.0
-
-
-def weekday_fraction_days(n_fractions: int, start_weekday: int = 0,
-                          fractions_per_day: int = 1, interval_h: float = 6.0) -> np.ndarray:
-    """Treatment days for fractions on Monday-Friday, day 0 = first fraction.
-
-    Args:
-        n_fractions: Number of fractions.
-        start_weekday: Weekday of day 0 (0 = Monday ... 4 = Friday).
-        fractions_per_day: 1 (daily) or more (e.g. 2 for BID, ``interval_h`` apart).
-        interval_h: Hours between fractions of the same day.
-
-    Returns:
-        ``[n_fractions]`` float days.
-    """
-    if n_fractions < 1 or fractions_per_day < 1 or not 0 <= start_weekday <= 4:
-        raise InputError("n_fractions and fractions_per_day must be >= 1, start_weekday in 0..4",
-                         field="fraction_days")
-    days, day = [], 0
-    while len(days) < n_fractions:
-        if (start_weekday + day) % 7 < 5:
-            for j in range(fractions_per_day):
-                if len(days) < n_fractions:
-                    days.append(day + j * interval_h / 24.0)
-        day += 1
-    return np.asarray(days, dtype=float)
 
 
 def blood_quantiles_from_exposure(fraction_exposed, dose_exposed_gy, n_quantiles: int = 32,
@@ -271,25 +246,3 @@ def concat_inputs(items: list[KineticsInputs]) -> KineticsInputs:
                              field=f.name)
         out[f.name] = torch.cat(vals, dim=0)
     return KineticsInputs(**out)
-
-
-def inputs_from_batch(batch: dict[str, torch.Tensor]) -> KineticsInputs:
-    """:class:`KineticsInputs` (float32) from a collated training / scoring batch.
-
-    Uses ``blood_dose_q_gy`` [B, Q], ``lymphoid_dose_q_gy`` [B, L, Q], ``lymphoid_coverage``
-    [B, L], ``fraction_days`` / ``fraction_mask`` / ``beam_on_s`` [B, K], ``chemo`` [B] and
-    ``baseline_alc`` [B] (10^9/L); optional keys may be missing. Tensors stay on their device.
-    """
-    def opt(key):
-        return None if batch.get(key) is None else batch[key].float()
-
-    return KineticsInputs(
-        blood_dose_q_gy=batch["blood_dose_q_gy"].float(),
-        fraction_days=batch["fraction_days"].float(),
-        fraction_mask=batch["fraction_mask"].bool(),
-        baseline_alc=batch["baseline_alc"].float(),
-        lymphoid_dose_q_gy=opt("lymphoid_dose_q_gy"),
-        lymphoid_coverage=opt("lymphoid_coverage"),
-        beam_on_s=opt("beam_on_s"),
-        chemo=None if batch.get("chemo") is None else batch["chemo"].long(),
-    )

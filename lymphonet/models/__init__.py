@@ -2,15 +2,13 @@
 
 from lymphonet.models.encoder import DoseEncoder, count_parameters
 from lymphonet.models.hybrid import (
-                                     DEFAULT_ADJUSTED,
-                                     EncoderConfig,
-                                     HybridModel,
-                                     HybridOutput,
-                                     ModelConfig,
-                                     batch_kinetics_inputs,
+           DEFAULT_ADJUSTED,
+           EncoderConfig,
+           HybridModel,
+           HybridOutput,
+           ModelConfig,
 )
 from lymphonet.models.noise import GRADE_CUTOFFS, ResidualNoise
 
 __all__ = ["DEFAULT_ADJUSTED", "GRADE_CUTOFFS", "DoseEncoder", "EncoderConfig", "HybridModel",
-           "HybridOutput", "ModelConfig", "ResidualNoise", "batch_kinetics_inputs",
-           "count_parameters"]
+           "HybridOutput", "ModelConfig", "ResidualNoise", "count_parameters"]

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from lymphonet.data.batch import Batch, kinetics_inputs
 from lymphonet.errors import InputError
 from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics, interpolate_days
 from lymphonet.kinetics.params import expand_theta
-from lymphonet.kinetics.schedule import inputs_from_batch
 from lymphonet.models.encoder import DoseEncoder
 from lymphonet.models.noise import ResidualNoise
 
@@ -87,10 +87,6 @@ class HybridOutput:
     adjustment: torch.Tensor | None
 
 
-#: Kinetics inputs of a contract batch (shared with the data pipeline).
-batch_kinetics_inputs = inputs_from_batch
-
-
 def _mlp(n_in: int, hidden: int, layers: int, dropout: float) -> tuple[nn.Module, int]:
     mods: list[nn.Module] = []
     c = n_in
@@ -142,55 +138,83 @@ class HybridModel(nn.Module):
             else None
         self.noise = ResidualNoise(cfg.n_days - 1, cfg.noise_knots, cfg.init_sigma)
 
-    # ------------------------------------------------------------------ pieces
-    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    # ------------------------------------------------------------------ the network part
+    def network(self, image: torch.Tensor | None, clinical: torch.Tensor,
+                dose_summary: torch.Tensor | None) -> torch.Tensor:
+        """The exportable tensor function: ``[B, P]`` float32 network output.
+
+        With the kinetics layer: the full unconstrained theta (``P`` = number of kinetic
+        parameters: bounded adjustments + population shift). Without it (the CNN-only ablation):
+        the ``P = n_output_knots`` values of log(ALC / baseline) at evenly spaced knots.
+
+        Args:
+            image: ``[B, C, D, H, W]`` (ignored when the CNN is off).
+            clinical: ``[B, F]`` encoded clinical features (sets the batch size B).
+            dose_summary: ``[B, S]`` dose summaries (ignored unless used).
+        """
+        adj = self._adjustment(image, clinical, dose_summary)
+        if self.kinetics is None:
+            return adj if adj is not None else clinical.new_zeros(clinical.shape[0],
+                                                                 self.cfg.n_output_knots).float()
+        return self._theta(adj, clinical)
+
+    def _adjustment(self, image, clinical, dose_summary) -> torch.Tensor | None:
+        """Per-patient network output ``[B, n_adjusted]`` (bounded by ``max_adjustment``; the
+        knot values for the CNN-only head), or None when no branch is on."""
+        h = self._trunk(image, clinical, dose_summary)
+        if h is None:
+            return None
+        raw = self.head(h).float()
+        if self.kinetics is None:
+            return raw
+        m = self.cfg.max_adjustment
+        return m * torch.tanh(raw / m)  # bounded, exact 0 at 0
+
+    def _theta(self, adj: torch.Tensor | None, clinical: torch.Tensor) -> torch.Tensor:
+        """Full theta ``[B, n_params]``: adjustment + population shift on the adjusted names."""
+        sub = clinical.new_zeros(clinical.shape[0], len(self.cfg.adjusted_params)).float()
+        if adj is not None:
+            sub = sub + adj
+        if self.population_shift is not None:
+            sub = sub + self.population_shift.float()
+        return expand_theta(sub, self.cfg.adjusted_params)
+
+    def trajectory(self, net_out: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alc [B, T] in 10^9/L, days [T])`` float32 from the network output and the batch's
+        kinetics keys (or its baseline ALC for the CNN-only head)."""
+        n_days = self.cfg.n_days
+        if self.kinetics is not None:
+            with torch.autocast(device_type=net_out.device.type, enabled=False):  # float32
+                out = self.kinetics(kinetics_inputs(batch), net_out.float())
+            return out.alc, out.days.float()
+        base = batch["baseline_alc"].float()
+        days = torch.arange(n_days, dtype=torch.float32, device=base.device)
+        knot_days = torch.linspace(0, n_days - 1, self.cfg.n_output_knots, device=base.device)
+        log_ratio = interpolate_days(net_out.float(), knot_days, days.expand(base.shape[0], -1))
+        return base[:, None] * log_ratio.exp(), days
+
+    def _trunk(self, image, clinical, dose_summary) -> torch.Tensor | None:
         """Trunk features ``[B, hidden]`` from image and clinical inputs (None if both off)."""
         if self.trunk is None:
             return None
         parts = []
         if self.encoder is not None:
-            parts.append(self.encoder(batch["image"]))
+            parts.append(self.encoder(image))
         if self.cfg.use_clinical:
-            parts.append(batch["clinical"].to(parts[0].dtype if parts else torch.float32))
-            if self.cfg.use_dose_summary and "dose_summary" in batch:
-                parts.append(batch["dose_summary"].to(parts[0].dtype))
+            parts.append(clinical.to(parts[0].dtype if parts else torch.float32))
+            if self.cfg.use_dose_summary and dose_summary is not None:
+                parts.append(dose_summary.to(parts[0].dtype))
         return self.trunk(torch.cat(parts, 1))
 
-    def theta(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Full unconstrained theta ``[B, n_params]`` (float32) and the per-patient adjustment."""
-        bsz = batch["baseline_alc"].shape[0]
-        dev = batch["baseline_alc"].device
-        sub = torch.zeros(bsz, len(self.cfg.adjusted_params), device=dev)
-        adj = None
-        h = self.features(batch)
-        if h is not None:
-            m = self.cfg.max_adjustment
-            adj = m * torch.tanh(self.head(h).float() / m)  # bounded, exact 0 at 0
-            sub = sub + adj
-        if self.population_shift is not None:
-            sub = sub + self.population_shift.float()
-        return expand_theta(sub, self.cfg.adjusted_params), adj
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> HybridOutput:
-        """Predict the daily ALC trajectory of a batch (keys as in the batch contract)."""
+    def forward(self, batch: Batch) -> HybridOutput:
+        """Predict the daily ALC trajectory of a batch (keys: :data:`~lymphonet.data.batch.BATCH_KEYS`)."""
+        clinical = batch["clinical"]
+        adj = self._adjustment(batch.get("image"), clinical, batch.get("dose_summary"))
         if self.kinetics is None:
-            return self._direct(batch)
-        theta, adj = self.theta(batch)
-        inputs = batch_kinetics_inputs(batch)
-        dev_type = theta.device.type
-        with torch.autocast(device_type=dev_type, enabled=False):  # kinetics stays float32
-            out = self.kinetics(inputs, theta.float())
-        return HybridOutput(alc=out.alc, days=out.days.float(), theta=theta, adjustment=adj)
-
-    def _direct(self, batch: dict[str, torch.Tensor]) -> HybridOutput:
-        """CNN-only head: log(ALC / baseline) at knots evenly spaced on the grid, interpolated."""
-        base = batch["baseline_alc"].float()
-        n_days = self.cfg.n_days
-        days = torch.arange(n_days, dtype=torch.float32, device=base.device)
-        h = self.features(batch)
-        knots = (torch.zeros(base.shape[0], self.cfg.n_output_knots, device=base.device)
-                 if h is None else self.head(h).float())
-        knot_days = torch.linspace(0, n_days - 1, self.cfg.n_output_knots, device=base.device)
-        log_ratio = interpolate_days(knots, knot_days, days.expand(base.shape[0], -1))
-        return HybridOutput(alc=base[:, None] * log_ratio.exp(), days=days, theta=None,
-                            adjustment=None)
+            knots = adj if adj is not None else clinical.new_zeros(
+                clinical.shape[0], self.cfg.n_output_knots).float()
+            alc, days = self.trajectory(knots, batch)
+            return HybridOutput(alc=alc, days=days, theta=None, adjustment=None)
+        theta = self._theta(adj, clinical)
+        alc, days = self.trajectory(theta, batch)
+        return HybridOutput(alc=alc, days=days, theta=theta, adjustment=adj)

@@ -21,8 +21,10 @@ import math
 import torch
 from torch import nn
 
+from lymphonet.schema import CTCAE_CUTOFFS_ALC
+
 #: CTCAE v5 lymphocyte-count-decreased cut-offs (10^9/L): grade >= g when ALC < cut-off.
-GRADE_CUTOFFS = {1: 1.0, 2: 0.8, 3: 0.5, 4: 0.2}
+GRADE_CUTOFFS = CTCAE_CUTOFFS_ALC
 _SIGMA_FLOOR = 1e-3
 
 

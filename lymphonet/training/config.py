@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lymphonet.dataset import DataConfig
+from lymphonet.data.config import CohortConfig, DataConfig
 from lymphonet.models.hybrid import ModelConfig
 from lymphonet.training.losses import LossConfig
 
@@ -35,6 +35,7 @@ class TrainConfig:
     val_fold: int = 1
     max_bad_steps: int = 20
     baseline_epochs: int = 3
+    baseline_lr: float = 1e-2
     progress: bool = True
     torch_threads: int = 0
 
@@ -47,21 +48,6 @@ class TrackingConfig:
     uri: str | None = None
     experiment: str = "lymphonet"
     log_model: bool = True
-
-
-@dataclass(frozen=True)
-class CohortConfig:
-    """Where the cohort comes from: ``path`` (a cohort folder), else generated (SIMULATED)."""
-
-    path: str | None = None
-    synthetic: bool = False
-    n: int = 320
-    sites: tuple[str, ...] = ("esophagus", "lung", "pancreas", "glioblastoma")
-    modalities: tuple[str, ...] = ("photon", "proton")
-    seed: int = 0
-    paired: bool = False
-    spacing_mm: float = 8.0
-    particles: int = 5000
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,11 @@
-"""Training as plain functions: build_model, train_one_epoch, evaluate, fit (no trainer class).
-
-``train.py`` at the repository root and ``lymphonet train`` call these top to bottom.
+"""The pieces of training as plain functions (no trainer class): model, optimiser, schedule,
+AMP, one epoch, prediction and evaluation. The epoch loop itself is ``fit`` in ``train.py``, the
+file ``lymphonet train`` runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 from typing import Any
@@ -17,11 +16,11 @@ from torch.utils.data import DataLoader
 
 from lymphonet.errors import InputError
 from lymphonet.kinetics import interpolate_days
+from lymphonet.metrics import summarise
 from lymphonet.models.hybrid import HybridModel, ModelConfig
 from lymphonet.models.noise import normal_quantile
 from lymphonet.training.distributed import SINGLE_PROCESS, DistInfo, all_reduce_mean, unwrap
 from lymphonet.training.losses import LossConfig, clean_labs, compute_loss, observed, observed_nadir
-from lymphonet.training.metrics import summarise
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
@@ -74,6 +73,14 @@ def make_scheduler(optimizer, kind: str, epochs: int):
     raise InputError(f"unknown lr_schedule {kind!r}; use cosine or none", field="train.lr_schedule")
 
 
+def make_scaler(device: torch.device, amp: str):
+    """A GradScaler for fp16 autocast on CUDA (fp16 gradients underflow without it); None for
+    bf16, off, or another device."""
+    if torch.device(device).type == "cuda" and amp == "fp16":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
 def autocast(device: torch.device, amp: str):
     """Autocast context for the network on CUDA ("bf16", "fp16"); a no-op elsewhere or "off"."""
     if device.type != "cuda" or amp == "off":
@@ -89,7 +96,8 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _bar(iterable, enabled: bool, **kw):
+def progress_bar(iterable, enabled: bool, **kw):
+    """``iterable`` wrapped in a tqdm bar when ``enabled``."""
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
@@ -111,7 +119,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, loss_
     sums: dict[str, float] = {}
     n_batches = n_patients = bad = consecutive = 0
     t0 = time.perf_counter()
-    for batch in _bar(loader, progress, desc="batches", unit="batch"):
+    for batch in progress_bar(loader, progress, desc="batches", unit="batch"):
         batch = to_device(batch, device)
         with autocast(device, amp):
             out = model(batch)
@@ -208,73 +216,3 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
                   p["p_g4_lab"], p["inside"], p["nll"])
     m["loss"] = p["loss"]
     return m
-
-
-def fit(model: torch.nn.Module, train_loader: DataLoader, val_loader: DataLoader, *, epochs: int,
-        lr: float, weight_decay: float, loss_cfg: LossConfig, device: torch.device,
-        amp: str = "off", grad_clip: float = 1.0, lr_schedule: str = "cosine", patience: int = 8,
-        min_delta: float = 1e-3, max_bad_steps: int = 20, info: DistInfo = SINGLE_PROCESS,
-        progress: bool = False, on_epoch=None, checkpoint_fn=None,
-        resume: dict[str, Any] | None = None, desc: str = "epochs") -> dict[str, Any]:
-    """Train with early stopping on the validation loss; keep the best weights.
-
-    Args:
-        on_epoch: ``f(epoch, metrics)`` called on every rank after each epoch (logging).
-        checkpoint_fn: ``f(tag, model, optimizer, scheduler, state)`` to save "last"/"best".
-        resume: A loaded checkpoint to continue from (weights, optimiser, scheduler, state).
-
-    Returns:
-        state dict: ``epoch``, ``best_metric``, ``best_epoch``, ``bad_epochs``, ``history``,
-        ``stopped_early`` (the model holds the best weights on return).
-    """
-    optimizer = make_optimizer(model, lr, weight_decay)
-    scheduler = make_scheduler(optimizer, lr_schedule, epochs)
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and amp == "fp16" else None
-    state = {"epoch": 0, "best_metric": math.inf, "best_epoch": -1, "bad_epochs": 0,
-             "history": [], "stopped_early": False}
-    best_weights = None
-    if resume is not None:
-        unwrap(model).load_state_dict(resume["model"])
-        if resume.get("optimizer"):
-            optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler"):
-            scheduler.load_state_dict(resume["scheduler"])
-        state.update(resume["state"])
-        if resume.get("rng") is not None:
-            from lymphonet.training.checkpoint import set_rng_state
-
-            set_rng_state(resume["rng"])
-        if resume.get("best_model") is not None:
-            best_weights = resume["best_model"]
-    sampler = getattr(train_loader, "sampler", None)
-    for epoch in _bar(range(state["epoch"], epochs), progress, desc=desc, unit="epoch",
-                      initial=state["epoch"], total=epochs):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        tr = train_one_epoch(model, train_loader, optimizer, loss_cfg, device, amp=amp,
-                             grad_clip=grad_clip, scaler=scaler, max_bad_steps=max_bad_steps,
-                             info=info, progress=progress)
-        if scheduler is not None:
-            scheduler.step()
-        va = evaluate(model, val_loader, device, amp=amp, min_labs=loss_cfg.min_labs_for_nadir)
-        metrics = {**tr, **{f"val_{k}": v for k, v in va.items()}, "lr": optimizer.param_groups[0]["lr"]}
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in metrics.items()}})
-        improved = va["loss"] < state["best_metric"] - min_delta
-        if improved:
-            state.update(best_metric=float(va["loss"]), best_epoch=epoch + 1, bad_epochs=0)
-            best_weights = {k: v.detach().clone().cpu() for k, v in unwrap(model).state_dict().items()}
-        else:
-            state["bad_epochs"] += 1
-        if on_epoch is not None:
-            on_epoch(epoch + 1, metrics)
-        if checkpoint_fn is not None:
-            if improved:
-                checkpoint_fn("best", model, optimizer, scheduler, state)
-            checkpoint_fn("last", model, optimizer, scheduler, state)
-        if state["bad_epochs"] >= patience:
-            state["stopped_early"] = True
-            break
-    if best_weights is not None:
-        unwrap(model).load_state_dict(best_weights)
-    return state

@@ -29,7 +29,7 @@ def learning_curves(history: list[dict[str, float]], path: str | Path) -> Path:
     axes[0].plot(ep, [h.get("val_loss", np.nan) for h in history], label="validation")
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
     axes[0].legend()
-    axes[1].plot(ep, [h.get("val_log_alc_rmse", np.nan) for h in history], color="C2")
+    axes[1].plot(ep, [h.get("val_log_alc_rmse_all", np.nan) for h in history], color="C2")
     axes[1].set(xlabel="epoch", ylabel="RMSE of log ALC", title="validation log-ALC RMSE")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -32,18 +32,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lymphonet.dosimetry.plan_features import PlanFeatures, plan_features
 from lymphonet.errors import InputError
-from lymphonet.features import PlanFeatures, kinetics_inputs, plan_features
 from lymphonet.io.volume import StructureSet
 from lymphonet.kinetics import (
     PARAM_NAMES,
     PARAM_SPECS,
     LymphocyteKinetics,
-    ctcae_grade,
     nadir,
     theta_to_tensor,
-    weekday_fraction_days,
 )
+from lymphonet.kinetics.simulate import kinetics_inputs
+from lymphonet.schema import ctcae_grade, weekday_fraction_days
 from lymphonet.twin.covariates import (
     DRIVER_NAMES,
     ClinicalFeatures,

@@ -1,7 +1,7 @@
 """Published-cohort check and population calibration of the mechanistic model.
 
 A *literature table* (CSV, one row per published observation; the shipped one is
-``lymphonet/data/literature_cohorts.csv``, sources in ``literature_cohorts.md``) gives, for a
+``lymphonet/resources/literature_cohorts.csv``, sources in ``literature_cohorts.md``) gives, for a
 cohort treated at one site with one modality, schedule and chemotherapy, one statistic of its ALC
 in a day window: ``mean_alc``, ``median_alc``, ``median_nadir`` (10^9/L) or ``fraction_below`` /
 ``fraction_nadir_below`` (share of patients whose window-mean ALC / window minimum is below
@@ -50,7 +50,7 @@ from lymphonet.kinetics.params import (
 )
 from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, concat_inputs
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "resources"
 DEFAULT_TABLE = DATA_DIR / "literature_cohorts.csv"
 DEFAULT_PARAMS = DATA_DIR / "population_params.json"
 
@@ -251,7 +251,8 @@ def build_virtual_cohort(table: pd.DataFrame, n_per_row: int = 200, *, n_phantom
         theta_sd: Inter-patient theta sd per parameter (default :data:`THETA_SD`).
         progress: Show a progress bar.
     """
-    from lymphonet.features import kinetics_inputs, plan_features
+    from lymphonet.dosimetry.plan_features import plan_features
+    from lymphonet.kinetics.simulate import kinetics_inputs
     from lymphonet.twin.sites import SITES, plan_for_site
 
     if n_per_row < 1 or n_phantoms < 1:

@@ -217,19 +217,22 @@ def write_params_json(fit: TableFit, path: str | Path, *, table_path=None, n_per
 
 
 def lab_cohort_inputs(directory: str | Path, *, n_quantiles: int = 32, particles: int = 4000,
-                      seed: int = 0, progress: bool = False):
+                      seed: int = 0, progress: bool = False,
+                      default_beam_on_time_s: float | None = None):
     """Kinetics inputs and lab observations of a cohort folder (manifest + labs), for a joint fit.
 
-    Each patient's first plan is read (dose, canonical structures), reduced to plan features and
-    paired with its lab series. Returns ``(inputs, observations, patient_ids)``.
+    Each patient's first plan is read (:func:`lymphonet.io.plan.read_plan`: dose, canonical
+    structures, beam-on rule), reduced to plan features and paired with its lab series. Returns
+    ``(inputs, observations, patient_ids)``.
 
     Raises:
         InputError: the cohort has no labs, or a plan cannot be read (naming patient and file).
     """
-    from lymphonet.features import kinetics_inputs, plan_features
+    from lymphonet.dosimetry.plan_features import features_of_plan
     from lymphonet.io.cohort import load_cohort
-    from lymphonet.io.loaders import read_dose, read_structures
+    from lymphonet.io.plan import read_plan
     from lymphonet.kinetics.calibrate import Observations
+    from lymphonet.kinetics.simulate import kinetics_inputs
 
     cohort = load_cohort(directory)
     if cohort.labs.empty:
@@ -242,16 +245,9 @@ def lab_cohort_inputs(directory: str | Path, *, n_quantiles: int = 32, particles
         plans = tqdm(plans, desc="lab cohort plans", unit="plan")
     feats, base, days, chemo, ids = [], [], [], [], []
     for p in plans:
-        if p.structures_path is None:
-            raise InputError("a structures file is needed for plan features", patient=p.patient_id,
-                             field="structures_path")
-        dose = read_dose(p.dose_path, patient=p.patient_id)
-        st = read_structures(p.structures_path, dose, structure_map=p.structure_map,
-                             patient=p.patient_id)
-        beam = p.beam_on_time_s if math.isfinite(p.beam_on_time_s) else 60.0
-        feats.append(plan_features(dose, st, n_fractions=p.n_fractions, beam_on_time_s=beam,
-                                   sex=p.sex or "M", n_quantiles=n_quantiles,
-                                   particles=particles, seed=seed, patient=p.patient_id))
+        plan = read_plan(p, cohort.root, default_beam_on_time_s=default_beam_on_time_s)
+        feats.append(features_of_plan(plan, n_quantiles=n_quantiles, particles=particles,
+                                      seed=seed))
         base.append(p.baseline_alc)
         days.append(np.asarray(p.fraction_days, float))
         chemo.append(p.chemo or "none")

@@ -53,7 +53,7 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def test_fit_kinetics_on_a_simulated_cohort(tmp_path, capsys):
-    from lymphonet.mechanistic import load_theta
+    from lymphonet.kinetics.simulate import load_theta
     from lymphonet.twin.cohort import simulate_cohort
 
     out = tmp_path / "cohort"

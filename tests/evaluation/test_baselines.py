@@ -8,8 +8,9 @@ import pytest
 from scipy.stats import norm
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from lymphonet import metrics as M
+from lymphonet.data.synthetic import SyntheticCohort
 from lymphonet.errors import InputError
-from lymphonet.evaluation import metrics as M
 from lymphonet.evaluation.baselines import (
     KIM_REFERENCE,
     DVHGradientBoosting,
@@ -21,7 +22,6 @@ from lymphonet.evaluation.baselines import (
     NadirModel,
     dataset_table,
 )
-from lymphonet.training.synthetic import SyntheticCohort
 
 
 # DVHLogistic is EDICLogistic with another default C (same code path), so it is not rechecked

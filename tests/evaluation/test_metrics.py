@@ -7,8 +7,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from lymphonet.evaluation import metrics as M
-from lymphonet.training.metrics import auroc as training_auroc
+from lymphonet import metrics as M
+from lymphonet.metrics import auroc as training_auroc
 
 RNG = np.random.default_rng(0)
 

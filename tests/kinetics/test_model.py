@@ -20,15 +20,14 @@ from lymphonet.kinetics import (
     LymphocyteKinetics,
     blood_quantiles_from_exposure,
     concat_inputs,
-    ctcae_grade,
     interpolate_days,
     lea_catcheside_g,
     mean_survival,
     nadir,
     params_to_theta,
     theta_to_params,
-    weekday_fraction_days,
 )
+from lymphonet.schema import ctcae_grade, weekday_fraction_days
 
 F64 = torch.float64
 # A high-exposure parameter set so blood-driven effects are large enough to compare; the literature

@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from lymphonet.data.batch import kinetics_inputs
+from lymphonet.data.synthetic import SyntheticCohort
 from lymphonet.errors import InputError
 from lymphonet.kinetics import PARAM_NAMES, PARAM_SPECS, LymphocyteKinetics, theta_to_tensor
-from lymphonet.models.hybrid import EncoderConfig, HybridModel, ModelConfig, batch_kinetics_inputs
+from lymphonet.models.hybrid import EncoderConfig, HybridModel, ModelConfig
 from lymphonet.models.noise import ResidualNoise
-from lymphonet.training.synthetic import SyntheticCohort
 
 N_DAYS = 40
 
@@ -44,7 +45,7 @@ def test_shapes(batch):
 
 def test_untrained_hybrid_equals_population_mechanistic_model(batch):
     out = make(small())(batch)  # zero-initialised head and shift -> theta = 0
-    ref = LymphocyteKinetics(N_DAYS)(batch_kinetics_inputs(batch), torch.zeros(8, len(PARAM_NAMES)))
+    ref = LymphocyteKinetics(N_DAYS)(kinetics_inputs(batch), torch.zeros(8, len(PARAM_NAMES)))
     assert torch.equal(out.theta, torch.zeros_like(out.theta))
     torch.testing.assert_close(out.alc, ref.alc, rtol=0, atol=0)
 
@@ -56,7 +57,7 @@ def test_zero_adjustment_with_random_trunk_equals_mechanistic(batch):
             if not name.startswith("head") and name != "population_shift":
                 p.add_(torch.randn_like(p))
     out = model(batch)
-    ref = LymphocyteKinetics(N_DAYS)(batch_kinetics_inputs(batch), torch.zeros(8, len(PARAM_NAMES)))
+    ref = LymphocyteKinetics(N_DAYS)(kinetics_inputs(batch), torch.zeros(8, len(PARAM_NAMES)))
     torch.testing.assert_close(out.alc, ref.alc, rtol=0, atol=0)
 
 

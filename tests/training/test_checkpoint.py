@@ -5,11 +5,12 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from lymphonet.config import to_dict
+from lymphonet.data.prepare import PreparedData, make_loaders
 from lymphonet.errors import InputError
 from lymphonet.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from lymphonet.training.config import load_training_config
-from lymphonet.training.loop import build_model, fit, set_seed
-from lymphonet.training.run import PreparedData, make_loaders
+from lymphonet.training.loop import build_model, set_seed
+from lymphonet.training.script import load_train_script
 
 OVERRIDES = ["model.n_days=40", "model.encoder.width=4", "model.encoder.depth=2",
              "model.encoder.embed_dim=8", "model.mlp_hidden=8", "cohort.synthetic=true"]
@@ -23,7 +24,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def data():
-    from lymphonet.training.synthetic import SyntheticCohort
+    from lymphonet.data.synthetic import SyntheticCohort
 
     ds = SyntheticCohort(16, image_size=12, n_days=40, seed=5)
     return PreparedData(Subset(ds, range(10)), Subset(ds, range(10, 16)), Subset(ds, range(10, 16)),
@@ -75,9 +76,9 @@ def _train(cfg, data, epochs, tmp_path, resume=None, crash_after=None):
         if tag == "last" and state["epoch"] == crash_after:
             raise Crash
 
-    state = fit(model, tr, va, epochs=epochs, lr=1e-2, weight_decay=1e-4, loss_cfg=cfg.loss,
-                device=torch.device("cpu"), patience=100, checkpoint_fn=ckpt_fn,
-                resume=resume, lr_schedule="cosine")
+    state = load_train_script().fit(model, tr, va, cfg, torch.device("cpu"), epochs=epochs,
+                                    lr=1e-2, weight_decay=1e-4, lr_schedule="cosine",
+                                    patience=100, save=ckpt_fn, resume=resume)
     return model, state
 
 

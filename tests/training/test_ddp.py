@@ -21,14 +21,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from lymphonet.training.config import load_training_config
-    from lymphonet.training.run import run_training
+    from lymphonet.training.script import load_train_script
 
     cfg = load_training_config("configs/smoke.yaml", OVERRIDES)
-    summary = run_training(cfg, device="cpu", tracking=False, out_dir=out)
+    summary = load_train_script().train(cfg, device="cpu", tracking=False, out_dir=out)
     ckpt = torch.load(os.path.join(out, "smoke", "final.pt"), weights_only=True) if rank == 0 else None
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"world_size": summary["world_size"],
-                   "rmse": summary["results"]["hybrid"]["log_alc_rmse"],
+                   "rmse": summary["results"]["hybrid"]["log_alc_rmse_all"],
                    "n_train_seen": summary["patients_per_s"] > 0,
                    "saved_epoch": None if ckpt is None else ckpt["state"]["epoch"]}, f)
 

@@ -50,7 +50,7 @@ def test_cli_run_is_tracked_in_local_sqlite(tmp_path, monkeypatch, capsys):
     assert run.data.params["train.epochs"] == "2" and run.data.params["name"] == "smoke"
     hist = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in hist] == [1, 2]
-    assert "test_hybrid_log_alc_rmse" in run.data.metrics
+    assert "test_hybrid_log_alc_rmse_all" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"learning_curves.png", "trajectories.png", "config.yaml", "metrics.json"} <= arts
     models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")

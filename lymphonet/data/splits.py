@@ -11,6 +11,7 @@ not on the manifest's row order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,14 +120,33 @@ def load_splits(path: str | Path) -> pd.DataFrame:
 
 def get_or_make_splits(plans: Sequence[PlanRecord], path: str | Path, n_folds: int = 5,
                        seed: int = 0) -> pd.DataFrame:
-    """Load the split file if it exists (checking it covers ``plans``), else make and save it."""
+    """Load the split file if it exists, else make and save it.
+
+    A split file records what made it in ``<name>.json`` (fold count, seed). An existing file is
+    used only when it covers ``plans`` and was made with ``n_folds`` and ``seed``; otherwise it is
+    refused with the fix in the message (other models may have been compared on it, so it is
+    never silently replaced).
+
+    Raises:
+        InputError: The split file does not match the plans or the settings.
+    """
     path = Path(path)
+    record = path.with_suffix(".json")
+    want = {"n_folds": int(n_folds), "seed": int(seed)}
     if path.is_file():
         df = load_splits(path)
         check_coverage(df, plans, path)
+        have = json.loads(record.read_text()) if record.is_file() else {
+            "n_folds": int(df["fold"].max()) + 1, "seed": None}
+        if have["n_folds"] != want["n_folds"] or have["seed"] not in (None, want["seed"]):
+            raise InputError(f"the split file was made with n_folds={have['n_folds']}, seed="
+                             f"{have['seed']}, but the config asks for n_folds={n_folds}, seed="
+                             f"{seed}; set train.n_folds / train.seed to match, or move the "
+                             "split file away to make a new one", file=path, field="train.n_folds")
         return df
     df = make_splits(plans, n_folds, seed)
     save_splits(df, path)
+    record.write_text(json.dumps(want))
     return df
 
 

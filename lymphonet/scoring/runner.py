@@ -36,44 +36,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from lymphonet.errors import InputError
-from lymphonet.resample import resample_fast
+from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS
+from lymphonet.scoring.predict import Predictor
+from lymphonet.scoring.prepare import ScoreOptions, prepare_plan
 
 log = logging.getLogger(__name__)
-
-SCORE_COLUMNS: tuple[str, ...] = (
-    "patient_id", "plan_id", "model_version", "predicted_nadir", "nadir_day", "p_grade3plus",
-    "p_grade4", "nadir_lower", "nadir_upper", "mean_body_dose_gy", "edic_gy",
-    "mean_blood_dose_gy", "status", "error")
-TRAJECTORY_COLUMNS: tuple[str, ...] = ("plan_id", "day", "alc", "lower", "upper")
-Backend = Literal["torch", "onnx", "torchscript"]
-
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    """Scoring switches.
-
-    Attributes:
-        backend: Network runtime: eager ``torch``, ``onnx`` (ONNX Runtime) or ``torchscript``.
-        resampler: ``fast`` (numpy, same grid as training) or ``torchio`` (training code path).
-        particles: Blood-dose particles per plan; None = the value the model was trained with.
-        trajectories: Also return the daily trajectory with its 90% band.
-        alc_unit: Unit of ``baseline_alc`` when the manifest has no unit column (None = 10^9/L).
-        level: Central coverage of the intervals.
-    """
-
-    backend: Backend = "torch"
-    resampler: Literal["fast", "torchio"] = "fast"
-    particles: int | None = None
-    trajectories: bool = False
-    alc_unit: str | None = None
-    level: float = 0.9
-
 
 @dataclass
 class ScoreSummary:
@@ -92,151 +65,6 @@ class ScoreSummary:
         rate = (self.n_ok + self.n_error) / self.elapsed_s if self.elapsed_s > 0 else float("nan")
         return (f"{self.n_rows} rows: {self.n_ok} scored, {self.n_error} errors, {self.n_skipped} "
                 f"already done; {self.elapsed_s:.1f} s ({rate:.1f} rows/s) -> {self.out}")
-
-
-# ---------------------------------------------------------------------------------------------
-# one plan -> model inputs
-
-
-@dataclass
-class PreparedPlan:
-    """Model inputs of one plan (no batch dim) plus the summaries written to the output."""
-
-    image: np.ndarray        # [C, D, H, W] float32, channel 0 = dose / dose_scale_gy
-    clinical: np.ndarray     # [F]
-    dose_summary: np.ndarray  # [S]
-    kinetics: dict[str, np.ndarray]  # schedule + dose-quantile arrays of the batch contract
-    mean_body_dose_gy: float
-    edic_gy: float
-    mean_blood_dose_gy: float  # course total (per-fraction mean x fractions)
-
-
-def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOptions(),
-                 timings: dict[str, float] | None = None) -> PreparedPlan:
-    """Read, reduce and resample one plan into the bundle's input space.
-
-    Args:
-        record: A validated :class:`~lymphonet.schema.PlanRecord`.
-        root: Manifest folder (for extra relative paths such as ``targets_path``).
-        bundle: Loaded :class:`~lymphonet.export.Bundle`.
-        options: Scoring options (particles, resampler).
-        timings: If given, seconds per stage are added to it (read, features, resample, ...).
-    """
-    from lymphonet.dataset import image_from_plan, read_plan
-    from lymphonet.features import plan_features
-    from lymphonet.preprocess import beam_on_time_s, dose_summary, schedule_arrays
-
-    cfg, pid = bundle.data_config, record.patient_id
-    t = [time.perf_counter()]
-    dose, structures = read_plan(record, root)
-    t.append(time.perf_counter())
-    feats = plan_features(dose, structures, n_fractions=record.n_fractions,
-                          beam_on_time_s=beam_on_time_s(record, cfg), sex=record.sex or "M",
-                          n_quantiles=cfg.n_quantiles,
-                          particles=options.particles or cfg.blood_particles,
-                          seed=cfg.feature_seed, patient=pid)
-    t.append(time.perf_counter())
-    if options.resampler == "torchio":
-        image = image_from_plan(dose, structures, cfg, pid)[0]
-    else:
-        image = resample_fast(dose, structures, cfg, pid)
-    image[0] = image[0].astype(np.float16).astype(np.float32) / cfg.dose_scale_gy  # as cached
-    t.append(time.perf_counter())
-    kin = schedule_arrays(record, feats.beam_on_time_s, len(record.fraction_days))
-    kin.update(blood_dose_q_gy=feats.blood_dose_q_gy, lymphoid_dose_q_gy=feats.lymphoid_dose_q_gy,
-               lymphoid_coverage=feats.lymphoid_coverage)
-    n_s = bundle.metadata["inputs"]["model_inputs"].get("n_dose_summary", 0)
-    prepared = PreparedPlan(image, bundle.encoder.transform([record])[0],
-                            dose_summary(feats)[:n_s], kin, feats.mean_body_dose_gy,
-                            feats.edic_gy, feats.mean_blood_dose_gy * record.n_fractions)
-    if timings is not None:
-        for name, a, b in zip(("read", "features", "resample"), t, t[1:]):
-            timings[name] = timings.get(name, 0.0) + b - a
-    return prepared
-
-
-# ---------------------------------------------------------------------------------------------
-# prepared plan -> prediction
-
-
-class Predictor:
-    """Network part (chosen backend) + kinetics + noise model of a bundle.
-
-    Args:
-        bundle: Loaded bundle.
-        backend: ``torch``, ``onnx`` or ``torchscript``.
-        level: Central coverage of intervals.
-    """
-
-    def __init__(self, bundle, backend: Backend = "torch", level: float = 0.9) -> None:
-        from lymphonet.export import NetworkHead, onnx_session
-
-        self.bundle, self.backend, self.level = bundle, backend, level
-        self.model = bundle.model.eval()
-        if backend == "torch":
-            self._net = NetworkHead(self.model).eval()
-        elif backend == "torchscript":
-            if bundle.torchscript_path is None:
-                raise InputError("the bundle has no network.ts", file=bundle.path,
-                                 field="--backend")
-            import warnings
-
-            with warnings.catch_warnings():  # jit.load is deprecated in favour of torch.export
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self._net = torch.jit.load(str(bundle.torchscript_path))
-        elif backend == "onnx":
-            if bundle.onnx_path is None:
-                raise InputError("the bundle has no network.onnx (export with onnx installed)",
-                                 file=bundle.path, field="--backend")
-            try:
-                self._session = onnx_session(bundle.onnx_path)
-            except ImportError:
-                raise InputError("backend onnx needs onnxruntime (pip install "
-                                 "'lymphonet[onnx]')", field="--backend") from None
-        else:
-            raise InputError(f"unknown backend {backend!r}; use torch, onnx or torchscript",
-                             field="--backend")
-
-    def network(self, image: np.ndarray, clinical: np.ndarray, summary: np.ndarray) -> torch.Tensor:
-        """``[B, P]`` network output for batched numpy inputs."""
-        if self.backend == "onnx":
-            from lymphonet.export import run_onnx
-
-            return torch.from_numpy(run_onnx(None, image, clinical, summary, self._session))
-        with torch.no_grad():
-            return self._net(torch.from_numpy(image), torch.from_numpy(clinical),
-                             torch.from_numpy(summary)).float()
-
-    @torch.no_grad()
-    def predict(self, plan: PreparedPlan) -> tuple[dict[str, float], np.ndarray]:
-        """Score one prepared plan.
-
-        Returns:
-            ``(values, trajectory)``: the numeric output columns, and ``[T, 4]`` float array of
-            (day, alc, lower, upper) in days and 10^9/L.
-        """
-        from lymphonet.kinetics import nadir
-
-        out = self.network(plan.image[None], plan.clinical[None].astype(np.float32),
-                           plan.dose_summary[None].astype(np.float32))
-        batch = {k: torch.as_tensor(np.asarray(v))[None] for k, v in plan.kinetics.items()}
-        alc, days = _trajectory(self.model, out, batch)
-        noise = self.model.noise
-        value, day = nadir(alc, days)
-        probs = noise.grade_probabilities(value)
-        lo, hi = noise.nadir_interval(value, self.level)
-        t_lo, t_hi = noise.interval(alc, days, self.level)
-        values = {"predicted_nadir": float(value[0]), "nadir_day": float(day[0]),
-                  "p_grade3plus": float(probs[3][0]), "p_grade4": float(probs[4][0]),
-                  "nadir_lower": float(lo[0]), "nadir_upper": float(hi[0])}
-        traj = torch.stack([days, alc[0], t_lo[0], t_hi[0]], 1).numpy()
-        return values, traj
-
-
-def _trajectory(model, out, batch):
-    from lymphonet.export import trajectory_from_network
-
-    return trajectory_from_network(model, out, batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +123,7 @@ _STATE: dict[str, Any] = {}
 
 def _init_worker(bundle_dir: str, options: ScoreOptions, verify: bool, threads: int) -> None:
     """Load the bundle once per process (single-threaded torch)."""
-    from lymphonet.export import load_bundle
+    from lymphonet.bundle.export import load_bundle
 
     torch.set_num_threads(threads)
     bundle = load_bundle(bundle_dir, verify=verify)
@@ -349,7 +177,7 @@ def _score_job(args):
 
 
 def iter_scores(bundle_dir: str | Path, tasks: list[Task], root: Path,
-                options: ScoreOptions = ScoreOptions(), workers: int = 1, progress: bool = False,
+                options: ScoreOptions | None = None, workers: int = 1, progress: bool = False,
                 verify: bool = True) -> Iterator[tuple[Task, dict[str, Any], np.ndarray | None,
                                                        dict[str, float]]]:
     """Score tasks in order (``imap`` over a process pool when ``workers > 1``).
@@ -359,6 +187,7 @@ def iter_scores(bundle_dir: str | Path, tasks: list[Task], root: Path,
     """
     from tqdm import tqdm
 
+    options = options or ScoreOptions()
     bar = tqdm(total=len(tasks), desc="scoring", unit="plan", disable=not progress)
     try:
         if workers <= 1:
@@ -418,7 +247,7 @@ def _fmt(v: Any) -> Any:
 
 def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path, *,
                    trajectories: str | Path | None = None, workers: int = 1,
-                   progress: bool = True, options: ScoreOptions = ScoreOptions(),
+                   progress: bool = True, options: ScoreOptions | None = None,
                    resume: bool = True) -> ScoreSummary:
     """Score every row of a manifest into ``out`` (CSV, columns :data:`SCORE_COLUMNS`).
 
@@ -437,11 +266,11 @@ def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path
     """
     from dataclasses import replace
 
-    from lymphonet.export import load_bundle
+    from lymphonet.bundle.export import load_bundle
 
     t0 = time.perf_counter()
     bundle = load_bundle(bundle_dir)  # verify checksums + versions once, fail early
-    options = replace(options, trajectories=trajectories is not None)
+    options = replace(options or ScoreOptions(), trajectories=trajectories is not None)
     tasks, root = manifest_tasks(manifest, options.alc_unit)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,10 @@ Layout of a bundle folder (nothing in it is a pickle; nothing in it names a pati
     network.ts            the same as TorchScript (torch.jit.trace), the always-available fallback
     checksums.sha256      SHA-256 of every other file (``sha256sum -c`` format)
 
-The *network part* (:class:`NetworkHead`: image, clinical vector, dose summary -> the full
+The *network part* (:class:`~lymphonet.models.head.NetworkHead`: image, clinical vector, dose summary -> the full
 unconstrained kinetic parameter vector theta, or the CNN-only head's log-ratio knots) is what
 ONNX / TorchScript hold; the kinetics layer and the noise model stay in eager PyTorch
-(:func:`trajectory_from_network`), because the kinetics integrates a schedule whose length varies
+(:meth:`HybridModel.trajectory <lymphonet.models.hybrid.HybridModel.trajectory>`), because the kinetics integrates a schedule whose length varies
 per patient and is cheap. :func:`load_bundle` verifies checksums and versions before it builds
 anything and fails with an :class:`~lymphonet.errors.InputError` naming the file and field.
 """
@@ -32,19 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lymphonet.bundle.portable import portable_exports
 from lymphonet.errors import InputError
-from lymphonet.portable import (
-    NetworkHead,
-    example_inputs,
-    onnx_session,
-    portable_exports,
-    run_onnx,
-    trajectory_from_network,
-)
-
-__all__ = ["Bundle", "NetworkHead", "example_inputs", "export_bundle", "load_bundle",
-           "onnx_session", "resolve_run_checkpoint", "run_onnx", "trajectory_from_network",
-           "untrained_checkpoint", "verify_checksums", "write_checksums"]
+from lymphonet.schema import SCORE_COLUMNS
 
 BUNDLE_FORMAT = "lymphonet-bundle/1"
 CHECKSUM_FILE = "checksums.sha256"
@@ -241,8 +231,9 @@ def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
         InputError: Not a bundle, altered files, incompatible versions, inconsistent content.
     """
     from lymphonet.config import from_dict
+    from lymphonet.data.clinical import ClinicalEncoder
+    from lymphonet.data.config import DataConfig
     from lymphonet.models.hybrid import HybridModel, ModelConfig
-    from lymphonet.preprocess import ClinicalEncoder, DataConfig
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -292,7 +283,7 @@ def _run_artifacts(run_dir: Path) -> tuple[dict[str, Any], list | None]:
 
 def build_metadata(ckpt: dict[str, Any], data_cfg, encoder, run_dir: Path) -> dict[str, Any]:
     """metadata.json content (everything but parity, files and model_version)."""
-    from lymphonet.preprocess import DOSE_SUMMARY_NAMES
+    from lymphonet.data.batch import DOSE_SUMMARY_NAMES
 
     metrics, split = _run_artifacts(run_dir)
     cohort_cfg = ckpt["config"].get("cohort", {})
@@ -320,7 +311,7 @@ def build_metadata(ckpt: dict[str, Any], data_cfg, encoder, run_dir: Path) -> di
             "blood_particles": data_cfg.blood_particles, "n_quantiles": data_cfg.n_quantiles,
         },
         "outputs": {
-            "columns": list(_score_columns()),
+            "columns": list(SCORE_COLUMNS),
             "trajectory_columns": ["plan_id", "day", "alc", "lower", "upper"],
             "days": f"0..{ckpt['config']['model']['n_days'] - 1} (days from the first fraction)",
             "interval_level": INTERVAL_LEVEL,
@@ -343,12 +334,6 @@ def build_metadata(ckpt: dict[str, Any], data_cfg, encoder, run_dir: Path) -> di
     }
 
 
-def _score_columns() -> tuple[str, ...]:
-    from lymphonet.scoring import SCORE_COLUMNS
-
-    return SCORE_COLUMNS
-
-
 def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = True,
                   torchscript: bool = True, overwrite: bool = False) -> Path:
     """Write a bundle folder from a training checkpoint.
@@ -369,7 +354,9 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = T
             batches), inconsistent input sizes, or an existing output folder.
     """
     from lymphonet.config import from_dict
-    from lymphonet.preprocess import DOSE_SUMMARY_NAMES, ClinicalEncoder, DataConfig
+    from lymphonet.data.batch import DOSE_SUMMARY_NAMES
+    from lymphonet.data.clinical import ClinicalEncoder
+    from lymphonet.data.config import DataConfig
     from lymphonet.training.checkpoint import load_checkpoint, model_from_checkpoint
 
     checkpoint, out = Path(checkpoint), Path(out_dir)
@@ -441,16 +428,17 @@ def untrained_checkpoint(path: str | Path, *, data_config=None, model_config=Non
     the network part actually moves theta (parity checks are then not trivially 0 = 0).
     """
     from lymphonet.config import to_dict
+    from lymphonet.data.batch import DOSE_SUMMARY_NAMES
+    from lymphonet.data.clinical import ClinicalEncoder
+    from lymphonet.data.config import DataConfig
     from lymphonet.models.hybrid import HybridModel, ModelConfig
-    from lymphonet.preprocess import DOSE_SUMMARY_NAMES, ClinicalEncoder, DataConfig
     from lymphonet.training.checkpoint import save_checkpoint
     from lymphonet.training.config import TrainingRunConfig
 
     data_config = data_config or DataConfig()
     model_config = model_config or ModelConfig()
     torch.manual_seed(seed)
-    encoder = ClinicalEncoder({k: 0.0 for k in _numeric_names()},
-                              {k: 1.0 for k in _numeric_names()}, _sites())
+    encoder = ClinicalEncoder.identity()
     inputs = {"n_channels": data_config.n_channels, "n_clinical": encoder.n_features,
               "n_dose_summary": len(DOSE_SUMMARY_NAMES)}
     model = HybridModel(cfg=model_config, **inputs)
@@ -459,15 +447,3 @@ def untrained_checkpoint(path: str | Path, *, data_config=None, model_config=Non
     cfg = TrainingRunConfig(name="untrained", data=data_config, model=model_config)
     return save_checkpoint(path, model, config=to_dict(cfg), model_inputs=inputs,
                            state={"epoch": 0}, encoder=encoder.to_dict())
-
-
-def _numeric_names() -> list[str]:
-    from lymphonet.preprocess import _NUMERIC
-
-    return list(_NUMERIC)
-
-
-def _sites() -> tuple[str, ...]:
-    from lymphonet.preprocess import _default_sites
-
-    return _default_sites()

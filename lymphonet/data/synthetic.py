@@ -80,11 +80,11 @@ class SyntheticCohort(Dataset):
             "chemo": t(chemo).long(), "baseline_alc": t(baseline),
             "obs_days": t(obs_days), "obs_mask": t(obs_mask), "index": torch.arange(n),
         }
+        from lymphonet.data.batch import kinetics_inputs
         from lymphonet.kinetics import interpolate_days
-        from lymphonet.models.hybrid import batch_kinetics_inputs
 
         with torch.no_grad():
-            out = LymphocyteKinetics(n_days)(batch_kinetics_inputs(self.items), t(theta))
+            out = LymphocyteKinetics(n_days)(kinetics_inputs(self.items), t(theta))
             true = interpolate_days(out.alc, out.days, self.items["obs_days"])
         noise = torch.exp(0.05 * torch.as_tensor(rng.normal(size=(n, m)), dtype=torch.float32))
         self.items["obs_alc"] = torch.where(self.items["obs_mask"], true * noise, 0.0)

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from lymphonet.dosimetry.dvh import dvh_table
-from lymphonet.features import plan_features
-from lymphonet.io.loaders import read_dose, read_structures
+from lymphonet.dosimetry.plan_features import features_of_plan
 from lymphonet.io.masks import write_mask_folder
 from lymphonet.io.nifti import write_volume
-from lymphonet.mechanistic import Trajectory, plot_trajectories, simulate
+from lymphonet.io.plan import read_plan_files
+from lymphonet.kinetics.simulate import Trajectory, plot_trajectories, simulate
 from lymphonet.twin.sites import plan_for_site, site_phantom
 
 DEMO_ORGANS = ("body", "lungs", "heart", "great_vessels", "esophagus", "liver", "spleen",
@@ -53,13 +53,12 @@ def run_demo(out_dir: str | Path, *, site: str = "esophagus", seed: int = 0,
         plan = plan_for_site(phantom, site, modality, rng=np.random.default_rng(seed + 1))
         dose_path = out / f"dose_{modality}.nii.gz"
         write_volume(plan.dose, dose_path)
-        dose = read_dose(dose_path)
-        structures = read_structures(labels_path, dose)
-        table = dvh_table(dose, structures)
+        read = read_plan_files(dose_path, labels_path, n_fractions=plan.n_fractions,
+                               beam_on_time_s=plan.beam_on_time_s, sex="M")
+        table = dvh_table(read.dose, read.structures)
         table.insert(0, "plan", modality)
         table.to_csv(out / f"dvh_{modality}.csv", index=False)
-        features = plan_features(dose, structures, n_fractions=plan.n_fractions,
-                                 beam_on_time_s=plan.beam_on_time_s, seed=seed)
+        features = features_of_plan(read, seed=seed)
         chemo = "concurrent" if plan.concurrent_chemo else "none"
         (traj,) = simulate([features], [baseline_alc], chemo=[chemo])
         trajectories[modality] = traj

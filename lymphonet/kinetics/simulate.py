@@ -1,15 +1,16 @@
-"""The mechanistic model on its own: plan files in, lymphocyte trajectory out.
+"""The mechanistic model on its own: plan features in, lymphocyte trajectory out.
 
-This is the layer researchers use as a baseline and what ``lymphonet simulate`` and
-``lymphonet fit-kinetics`` call: read a plan (dose + structures), reduce it to
-:class:`~lymphonet.features.PlanFeatures`, and run :class:`~lymphonet.kinetics.LymphocyteKinetics`
-with population parameters (``theta = 0``) or with a fitted parameter file.
+This is the layer researchers use as a baseline and what ``lymphonet simulate``,
+``lymphonet fit-kinetics``, the demo and the digital twin call: batch
+:class:`~lymphonet.dosimetry.plan_features.PlanFeatures` into
+:class:`~lymphonet.kinetics.schedule.KineticsInputs` and run
+:class:`~lymphonet.kinetics.LymphocyteKinetics` with population parameters (``theta = 0``) or with a
+fitted parameter file. Plans are read by :func:`lymphonet.io.plan.read_plan`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lymphonet.dosimetry.plan_features import PlanFeatures
 from lymphonet.errors import InputError
-from lymphonet.features import PlanFeatures, kinetics_inputs, plan_features
-from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics, ctcae_grade, nadir
-from lymphonet.kinetics.params import expand_theta
-from lymphonet.schema import PlanRecord
-
-#: Beam-on time assumed when a plan does not say (s per fraction; a mid-range IMRT value). Every
-#: use is reported, since delivery time changes the blood-dose distribution (DESIGN.md §4.2).
-DEFAULT_BEAM_ON_TIME_S = 120.0
+from lymphonet.kinetics.model import LymphocyteKinetics, nadir
+from lymphonet.kinetics.params import PARAM_NAMES, expand_theta
+from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs
+from lymphonet.schema import CTCAE_CUTOFFS_ALC, ctcae_grade, weekday_fraction_days
 
 
 def load_theta(path: str | Path | None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -50,37 +48,49 @@ def load_theta(path: str | Path | None, dtype: torch.dtype = torch.float64) -> t
     return expand_theta(torch.as_tensor(theta, dtype=dtype), list(names))
 
 
-def features_for_plan(record: PlanRecord, *, n_quantiles: int = 64, particles: int = 20_000,
-                      seed: int = 0, default_beam_on_time_s: float | None = None) -> PlanFeatures:
-    """Read one manifest row's dose and structures and reduce them to plan features.
+def kinetics_inputs(
+    features: list[PlanFeatures],
+    baseline_alc: list[float] | np.ndarray,
+    *,
+    fraction_days: list[np.ndarray | None] | None = None,
+    chemo: list[str] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> KineticsInputs:
+    """Batch plans into :class:`~lymphonet.kinetics.schedule.KineticsInputs`.
 
     Args:
-        record: A validated manifest row.
-        n_quantiles, particles, seed: Blood-dose engine settings (see ``plan_features``).
-        default_beam_on_time_s: Used when the row has no beam-on time; None makes that an error.
-
-    Raises:
-        InputError: Naming the patient, file and field of whatever is wrong.
+        features: One :class:`PlanFeatures` per plan (equal Q).
+        baseline_alc: ``[B]`` pre-treatment ALC (10^9/L).
+        fraction_days: Per plan, the fraction days (None: weekdays from day 0).
+        chemo: Per plan ``"none"``/``"concurrent"``/``"sequential"`` (None: no chemo).
+        dtype: Floating dtype of the tensors.
     """
-    from lymphonet.io.loaders import read_dose, read_structures
-
-    patient = record.plan_id
-    if record.structures_path is None:
-        raise InputError("structures are needed for the blood-dose model (body and organs)",
-                         patient=patient, field="structures_path")
-    beam_on = record.beam_on_time_s
-    if not math.isfinite(beam_on):
-        if default_beam_on_time_s is None:
-            raise InputError("beam-on time per fraction is missing", patient=patient,
-                             field="beam_on_time_s")
-        beam_on = default_beam_on_time_s
-    dose = read_dose(record.dose_path, patient=patient,
-                     prescription_gy=record.total_dose_gy)
-    structures = read_structures(record.structures_path, dose, patient=patient,
-                                 structure_map=record.structure_map)
-    return plan_features(dose, structures, n_fractions=record.n_fractions, beam_on_time_s=beam_on,
-                         sex=record.sex or "M", n_quantiles=n_quantiles, particles=particles,
-                         seed=seed, patient=patient)
+    b = len(features)
+    if b == 0:
+        raise InputError("no plans to batch", field="features")
+    days = [weekday_fraction_days(f.n_fractions) if fraction_days is None or fraction_days[i] is None
+            else np.asarray(fraction_days[i], float) for i, f in enumerate(features)]
+    k = max(len(d) for d in days)
+    day_arr = np.zeros((b, k))
+    mask = np.zeros((b, k), bool)
+    beam_on = np.zeros((b, k))
+    for i, (d, f) in enumerate(zip(days, features)):
+        day_arr[i, : len(d)] = d
+        day_arr[i, len(d):] = d[-1]
+        mask[i, : len(d)] = True
+        beam_on[i, : len(d)] = f.beam_on_time_s
+    codes = [0] * b if chemo is None else [CHEMO_CODES[c or "none"] for c in chemo]
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)
+    return KineticsInputs(
+        blood_dose_q_gy=t(np.stack([f.blood_dose_q_gy for f in features])),
+        fraction_days=t(day_arr),
+        fraction_mask=torch.as_tensor(mask),
+        baseline_alc=t(np.asarray(baseline_alc, float)),
+        lymphoid_dose_q_gy=t(np.stack([f.lymphoid_dose_q_gy for f in features])),
+        lymphoid_coverage=t(np.stack([f.lymphoid_coverage for f in features])),
+        beam_on_s=t(beam_on),
+        chemo=torch.as_tensor(codes, dtype=torch.long),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,11 +104,11 @@ class Trajectory:
 
     @property
     def nadir_grade(self) -> int:
-        return int(ctcae_grade(torch.tensor([self.nadir_alc]))[0])
+        return int(ctcae_grade(self.nadir_alc))
 
     def to_frame(self) -> pd.DataFrame:
         """Columns ``day, alc, grade`` (ALC in 10^9/L, CTCAE v5 grade 0-4)."""
-        grade = ctcae_grade(torch.as_tensor(self.alc)).numpy()
+        grade = ctcae_grade(self.alc)
         return pd.DataFrame({"day": self.days, "alc": self.alc, "grade": grade})
 
 
@@ -138,7 +148,8 @@ def plot_trajectories(trajectories: dict[str, Trajectory], path: str | Path, *,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    bands = [(1.0, 0.8, "G1"), (0.8, 0.5, "G2"), (0.5, 0.2, "G3"), (0.2, 0.0, "G4")]
+    cuts = [CTCAE_CUTOFFS_ALC[g] for g in (1, 2, 3, 4)] + [0.0]
+    bands = [(cuts[g - 1], cuts[g], f"G{g}") for g in (1, 2, 3, 4)]
     for hi, lo, label in bands:
         ax.axhspan(lo, hi, color="tab:red", alpha=0.04 + 0.05 * bands.index((hi, lo, label)))
         ax.text(1.0, (hi + lo) / 2, label, transform=ax.get_yaxis_transform(), va="center",

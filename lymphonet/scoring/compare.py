@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lymphonet.errors import InputError
-from lymphonet.scoring import ScoreOptions, iter_scores, manifest_tasks
+from lymphonet.scoring.runner import ScoreOptions, iter_scores, manifest_tasks
 
 COMPARE_COLUMNS: tuple[str, ...] = (
     "patient_id", "reference_plan_id", "plan_id", "reference_modality", "modality",
@@ -122,7 +122,7 @@ def compare_plans(bundle_dir: str | Path, manifest: str | Path, out: str | Path,
     """
     from dataclasses import replace
 
-    from lymphonet.export import load_bundle
+    from lymphonet.bundle.export import load_bundle
 
     options = options or ScoreOptions()
     bundle = load_bundle(bundle_dir)

@@ -13,18 +13,16 @@ scoring compute them once per plan (cached), never per step.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 
 from lymphonet.dosimetry.blood_dose import blood_dose_for_plan
 from lymphonet.dosimetry.dvh import mean_body_dose_gy
 from lymphonet.dosimetry.edic import edic_from_structures
 from lymphonet.errors import InputError
+from lymphonet.io.plan import Plan, resolve_beam_on_time_s
 from lymphonet.io.volume import StructureSet, Volume
-from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, weekday_fraction_days
 from lymphonet.organs import LYMPHOID_ORGANS
 
 #: Reference volume (cc) of each lymphoid organ's lymphocyte-holding tissue in an adult, used for
@@ -134,10 +132,7 @@ def plan_features(
         seed: Seed of the blood-dose engine (features are reproducible).
         patient: Patient id for error messages.
     """
-    if not (isinstance(beam_on_time_s, (int, float)) and math.isfinite(beam_on_time_s)
-            and beam_on_time_s > 0):
-        raise InputError(f"beam-on time must be a positive number of seconds, got "
-                         f"{beam_on_time_s!r}", patient=patient, field="beam_on_time_s")
+    beam_on_time_s, _ = resolve_beam_on_time_s(beam_on_time_s, None, patient=patient)
     result = blood_dose_for_plan(dose, structures, n_fractions=n_fractions,
                                  beam_on_time_s=float(beam_on_time_s), sex=sex,
                                  unknown="remainder", patient=patient, particles=particles,
@@ -174,46 +169,10 @@ def plan_features(
     )
 
 
-def kinetics_inputs(
-    features: list[PlanFeatures],
-    baseline_alc: list[float] | np.ndarray,
-    *,
-    fraction_days: list[np.ndarray | None] | None = None,
-    chemo: list[str] | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> KineticsInputs:
-    """Batch plans into :class:`~lymphonet.kinetics.schedule.KineticsInputs`.
-
-    Args:
-        features: One :class:`PlanFeatures` per plan (equal Q).
-        baseline_alc: ``[B]`` pre-treatment ALC (10^9/L).
-        fraction_days: Per plan, the fraction days (None: weekdays from day 0).
-        chemo: Per plan ``"none"``/``"concurrent"``/``"sequential"`` (None: no chemo).
-        dtype: Floating dtype of the tensors.
-    """
-    b = len(features)
-    if b == 0:
-        raise InputError("no plans to batch", field="features")
-    days = [weekday_fraction_days(f.n_fractions) if fraction_days is None or fraction_days[i] is None
-            else np.asarray(fraction_days[i], float) for i, f in enumerate(features)]
-    k = max(len(d) for d in days)
-    day_arr = np.zeros((b, k))
-    mask = np.zeros((b, k), bool)
-    beam_on = np.zeros((b, k))
-    for i, (d, f) in enumerate(zip(days, features)):
-        day_arr[i, : len(d)] = d
-        day_arr[i, len(d):] = d[-1]
-        mask[i, : len(d)] = True
-        beam_on[i, : len(d)] = f.beam_on_time_s
-    codes = [0] * b if chemo is None else [CHEMO_CODES[c or "none"] for c in chemo]
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)
-    return KineticsInputs(
-        blood_dose_q_gy=t(np.stack([f.blood_dose_q_gy for f in features])),
-        fraction_days=t(day_arr),
-        fraction_mask=torch.as_tensor(mask),
-        baseline_alc=t(np.asarray(baseline_alc, float)),
-        lymphoid_dose_q_gy=t(np.stack([f.lymphoid_dose_q_gy for f in features])),
-        lymphoid_coverage=t(np.stack([f.lymphoid_coverage for f in features])),
-        beam_on_s=t(beam_on),
-        chemo=torch.as_tensor(codes, dtype=torch.long),
-    )
+def features_of_plan(plan: Plan, *, n_quantiles: int = 64, particles: int = 20_000,
+                     seed: int = 0) -> PlanFeatures:
+    """:func:`plan_features` of a plan read by :func:`lymphonet.io.plan.read_plan`."""
+    return plan_features(plan.dose, plan.structures, n_fractions=plan.n_fractions,
+                         beam_on_time_s=plan.beam_on_time_s, sex=plan.sex or "M",
+                         n_quantiles=n_quantiles, particles=particles, seed=seed,
+                         patient=plan.patient)

@@ -31,8 +31,10 @@ import math
 
 import numpy as np
 
+from lymphonet.schema import CTCAE_CUTOFFS_ALC
+
 #: CTCAE v5 cut-offs (10^9/L): grade >= 3 below 0.5, grade 4 below 0.2.
-GRADE3_ALC, GRADE4_ALC = 0.5, 0.2
+GRADE3_ALC, GRADE4_ALC = CTCAE_CUTOFFS_ALC[3], CTCAE_CUTOFFS_ALC[4]
 #: Labs after day 0 a plan needs for its observed nadir (and grade labels) to count.
 MIN_LABS = 2
 #: Time windows of lab days: name, lower and upper bound (exclusive, inclusive) of the days after
@@ -360,3 +362,59 @@ def trajectory_metrics(stats: dict[str, np.ndarray], weights=None) -> dict[str, 
     if "inside" in stats:
         out["coverage"] = weighted_ratio(stats["inside"], stats["n_cov"], weights)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-epoch summary of training and validation (names shared with the evaluation harness)
+
+
+def summarise(log_err: np.ndarray, nadir_pred: np.ndarray, nadir_obs: np.ndarray,
+              p_g3: np.ndarray, p_g4: np.ndarray, inside90: np.ndarray, nll: np.ndarray
+              ) -> dict[str, float]:
+    """Metrics from pooled per-lab and per-patient arrays.
+
+    Args:
+        log_err: ``[N_labs]`` log(pred) - log(obs).
+        nadir_pred, nadir_obs: ``[N_pat]`` predicted (at lab days) and observed nadir (10^9/L).
+        p_g3, p_g4: ``[N_pat]`` P(grade >= 3), P(grade 4).
+        inside90: ``[N_labs]`` bool, lab inside the 90% predictive interval.
+        nll: ``[N_labs]`` per-lab negative log-likelihood (log scale).
+    """
+    y3, y4 = nadir_obs < GRADE3_ALC, nadir_obs < GRADE4_ALC
+    return {
+        "log_alc_rmse_all": float(np.sqrt(np.mean(log_err**2))) if log_err.size else math.nan,
+        "nadir_mae": float(np.mean(np.abs(nadir_pred - nadir_obs))) if nadir_obs.size else math.nan,
+        "auroc_g4": auroc(y4, p_g4),
+        "auroc_g3": auroc(y3, p_g3),
+        "brier_g4": float(np.mean((p_g4 - y4) ** 2)) if y4.size else math.nan,
+        "brier_g3": float(np.mean((p_g3 - y3) ** 2)) if y3.size else math.nan,
+        "coverage": float(np.mean(inside90)) if inside90.size else math.nan,
+        "nll": float(np.mean(nll)) if nll.size else math.nan,
+        "n_patients": float(nadir_obs.size),
+        "n_labs": float(log_err.size),
+        "rate_g4": float(np.mean(y4)) if y4.size else math.nan,
+    }
+
+
+#: Metrics shown in the comparison table, with their display names (lower/higher is better).
+TABLE_METRICS = (("log_alc_rmse_all", "log-ALC RMSE", "lower"), ("nadir_mae", "nadir MAE (10^9/L)",
+                 "lower"), ("auroc_g4", "grade-4 AUROC", "higher"),
+                 ("auroc_g3", "grade>=3 AUROC", "higher"),
+                 ("brier_g4", "grade-4 Brier", "lower"),
+                 ("brier_g3", "grade>=3 Brier", "lower"),
+                 ("coverage", "90% interval coverage", "0.90"))
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """Side-by-side plain-text table of :data:`TABLE_METRICS` for each model (columns)."""
+    names = list(results)
+    width = max(12, *(len(n) + 2 for n in names))
+    lines = [f"{'metric':<24}" + "".join(f"{n:>{width}}" for n in names) + "   better"]
+    for key, label, better in TABLE_METRICS:
+        vals = "".join(f"{results[n].get(key, math.nan):>{width}.4f}" for n in names)
+        lines.append(f"{label:<24}{vals}   {better}")
+    any_res = results[names[0]]
+    lines.append(f"(held-out: {int(any_res.get('n_patients', 0))} plans, "
+                 f"{int(any_res.get('n_labs', 0))} labs, observed grade-4 rate "
+                 f"{any_res.get('rate_g4', math.nan):.2f})")
+    return "\n".join(lines)

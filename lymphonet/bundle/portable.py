@@ -1,8 +1,8 @@
 """The network part of a hybrid model as a portable graph (ONNX, TorchScript) and its parity.
 
-:class:`NetworkHead` is the tensor function image, clinical vector, dose summary -> theta (or the
-CNN-only head's knots); the kinetics layer and noise model stay in eager PyTorch
-(:func:`trajectory_from_network`). :func:`portable_exports` writes ``network.onnx`` (dynamo
+:class:`~lymphonet.models.head.NetworkHead` is the tensor function image, clinical vector, dose
+summary -> theta (or the CNN-only head's knots); the kinetics layer and noise model stay in eager
+PyTorch (:meth:`HybridModel.trajectory <lymphonet.models.hybrid.HybridModel.trajectory>`). :func:`portable_exports` writes ``network.onnx`` (dynamo
 exporter; needs ``onnx`` + ``onnxscript``, optional extra ``lymphonet[onnx]``) and ``network.ts``
 (``torch.jit.trace``, always available) and measures their largest absolute difference from
 eager PyTorch on inputs of another batch size than the one traced.
@@ -18,57 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-class NetworkHead(nn.Module):
-    """Network part of a :class:`~lymphonet.models.hybrid.HybridModel` as a pure tensor function.
-
-    ``forward(image [B, C, D, H, W], clinical [B, F], dose_summary [B, S]) -> [B, P]``: with the
-    kinetics layer the full unconstrained theta (``P`` = number of kinetic parameters, float32,
-    bounded adjustments + population shift, exactly :meth:`HybridModel.theta`); without it (the
-    CNN-only ablation) the ``P = n_output_knots`` log(ALC / baseline) knot values.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor, clinical: torch.Tensor,
-                dose_summary: torch.Tensor) -> torch.Tensor:
-        batch = {"image": image, "clinical": clinical, "dose_summary": dose_summary,
-                 "baseline_alc": clinical[:, 0]}
-        m = self.model
-        if m.kinetics is not None:
-            return m.theta(batch)[0]
-        h = m.features(batch)
-        if h is None:
-            return clinical.new_zeros(clinical.shape[0], m.cfg.n_output_knots)
-        return m.head(h).float()
-
-
-def trajectory_from_network(model: nn.Module, net_out: torch.Tensor,
-                            batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """ALC trajectory from the network part's output (the rest of ``HybridModel.forward``).
-
-    Args:
-        model: The eager HybridModel (its kinetics layer and config are used).
-        net_out: ``[B, P]`` output of :class:`NetworkHead` (any backend).
-        batch: Contract keys for the kinetics (``blood_dose_q_gy``, ``fraction_days``, ...).
-
-    Returns:
-        ``(alc [B, T] in 10^9/L, days [T])``, float32.
-    """
-    from lymphonet.kinetics import interpolate_days
-    from lymphonet.models.hybrid import batch_kinetics_inputs
-
-    if model.kinetics is not None:
-        out = model.kinetics(batch_kinetics_inputs(batch), net_out.float())
-        return out.alc, out.days.float()
-    base = batch["baseline_alc"].float()
-    n_days = model.cfg.n_days
-    days = torch.arange(n_days, dtype=torch.float32)
-    knot_days = torch.linspace(0, n_days - 1, model.cfg.n_output_knots)
-    log_ratio = interpolate_days(net_out.float(), knot_days, days.expand(base.shape[0], -1))
-    return base[:, None] * log_ratio.exp(), days
+from lymphonet.models.head import NetworkHead
 
 
 def example_inputs(model_inputs: dict[str, int], shape: tuple[int, int, int], batch: int = 2,

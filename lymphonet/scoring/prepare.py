@@ -1,0 +1,97 @@
+"""One manifest row -> the model inputs of one plan (the scorer's read, reduce, resample step).
+
+The plan is read by the one plan reader (:func:`lymphonet.io.plan.read_plan`), reduced to plan
+features (:func:`lymphonet.dosimetry.plan_features.features_of_plan`), resampled onto the
+bundle's input grid (:mod:`lymphonet.data.images`: the numpy fast path by default, torchio on
+request) and turned into batch-contract arrays by :func:`lymphonet.data.batch.plan_arrays`, the
+builder the training dataset uses too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from lymphonet.data.batch import plan_arrays
+from lymphonet.data.images import image_from_plan, resample_fast
+from lymphonet.dosimetry.plan_features import features_of_plan
+from lymphonet.io.plan import read_plan
+
+Backend = Literal["torch", "onnx", "torchscript"]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Scoring switches.
+
+    Attributes:
+        backend: Network runtime: eager ``torch``, ``onnx`` (ONNX Runtime) or ``torchscript``.
+        resampler: ``fast`` (numpy, same grid as training) or ``torchio`` (training code path).
+        particles: Blood-dose particles per plan; None = the value the model was trained with.
+        trajectories: Also return the daily trajectory with its 90% band.
+        alc_unit: Unit of ``baseline_alc`` when the manifest has no unit column (None = 10^9/L).
+        level: Central coverage of the intervals.
+    """
+
+    backend: Backend = "torch"
+    resampler: Literal["fast", "torchio"] = "fast"
+    particles: int | None = None
+    trajectories: bool = False
+    alc_unit: str | None = None
+    level: float = 0.9
+
+
+@dataclass
+class PreparedPlan:
+    """Model inputs of one plan (no batch dim) plus the summaries written to the output."""
+
+    image: np.ndarray        # [C, D, H, W] float32, channel 0 = dose / dose_scale_gy
+    clinical: np.ndarray     # [F]
+    dose_summary: np.ndarray  # [S]
+    kinetics: dict[str, np.ndarray]  # schedule + dose-quantile arrays of the batch contract
+    mean_body_dose_gy: float
+    edic_gy: float
+    mean_blood_dose_gy: float  # course total (per-fraction mean x fractions)
+
+
+def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOptions(),
+                 timings: dict[str, float] | None = None) -> PreparedPlan:
+    """Read, reduce and resample one plan into the bundle's input space.
+
+    Args:
+        record: A validated :class:`~lymphonet.schema.PlanRecord`.
+        root: Manifest folder (for extra relative paths such as ``targets_path``).
+        bundle: Loaded :class:`~lymphonet.bundle.export.Bundle`.
+        options: Scoring options (particles, resampler).
+        timings: If given, seconds per stage are added to it (read, features, resample, ...).
+    """
+    cfg, pid = bundle.data_config, record.patient_id
+    t = [time.perf_counter()]
+    plan = read_plan(record, root, default_beam_on_time_s=cfg.default_beam_on_time_s)
+    t.append(time.perf_counter())
+    feats = features_of_plan(plan, n_quantiles=cfg.n_quantiles,
+                             particles=options.particles or cfg.blood_particles,
+                             seed=cfg.feature_seed)
+    t.append(time.perf_counter())
+    if options.resampler == "torchio":
+        image = image_from_plan(plan.dose, plan.structures, cfg, pid)[0]
+    else:
+        image = resample_fast(plan.dose, plan.structures, cfg, pid)
+    image[0] = image[0].astype(np.float16).astype(np.float32) / cfg.dose_scale_gy  # as cached
+    t.append(time.perf_counter())
+    kin = plan_arrays(record, feats, len(record.fraction_days))
+    summary = kin.pop("dose_summary")
+    n_s = bundle.metadata["inputs"]["model_inputs"].get("n_dose_summary", 0)
+    prepared = PreparedPlan(image, bundle.encoder.transform([record])[0], summary[:n_s], kin,
+                            feats.mean_body_dose_gy, feats.edic_gy,
+                            feats.mean_blood_dose_gy * record.n_fractions)
+    if timings is not None:
+        for name, a, b in zip(("read", "features", "resample"), t, t[1:]):
+            timings[name] = timings.get(name, 0.0) + b - a
+    return prepared
+
+

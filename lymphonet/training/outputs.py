@@ -1,0 +1,77 @@
+"""What a finished training run leaves behind (rank 0): plots, metrics, MLflow, a printed table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from lymphonet.metrics import format_table
+from lymphonet.training.loop import predict
+
+
+def write_outputs(cfg, run_dir: Path, state: dict[str, Any], models: dict[str, torch.nn.Module],
+                  results: dict[str, dict[str, float]], summary: dict[str, Any], tracker,
+                  test_dl: DataLoader, device: torch.device) -> None:
+    """Learning curves and held-out trajectories (PNG), ``metrics.json``, ``history.json``, the
+    MLflow metrics / artifacts / model, and the printed comparison table."""
+    from lymphonet.training.plots import learning_curves, trajectories
+
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    preds = {}
+    for name, net in models.items():
+        preds[name] = predict(net, test_dl, device, amp=cfg.train.amp)
+        lo, hi = net.noise.interval(torch.as_tensor(preds[name]["alc"]),
+                                    torch.as_tensor(preds[name]["days"]))
+        preds[name]["lo"], preds[name]["hi"] = lo.detach().numpy(), hi.detach().numpy()
+    files = []
+    if state["history"]:
+        files.append(learning_curves(state["history"], plots / "learning_curves.png"))
+    files.append(trajectories(preds, plots / "trajectories.png"))
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
+    (run_dir / "history.json").write_text(json.dumps(state["history"], indent=1))
+    for name, res in results.items():
+        tracker.log_metrics({f"test_{name}_{k}": v for k, v in res.items()})
+    for f in files + [run_dir / "metrics.json", run_dir / "config.yaml"]:
+        tracker.log_artifact(f)
+    model = models["hybrid"]
+    if cfg.tracking.log_model and tracker.enabled:
+        tracker.log_model(model.cpu(), model_example(model, test_dl))
+        model.to(device)
+    tracker.end()
+    _print_summary(cfg, run_dir, state, results, summary, tracker, plots)
+
+
+def _print_summary(cfg, run_dir, state, results, summary, tracker, plots) -> None:
+    print(f"\nHeld-out fold (test fold {cfg.train.test_fold}), hybrid vs mechanistic-only "
+          "(population, theta = 0):")
+    print(format_table(results))
+    print(f"\nrun folder : {summary['run_dir']}")
+    print(f"model      : {(run_dir / 'best.pt').resolve()} (best epoch {state['best_epoch']} of "
+          f"{state['epoch']}{', stopped early' if state['stopped_early'] else ''})")
+    print(f"plots      : {plots.resolve()}")
+    if tracker.enabled:
+        print(f"MLflow     : {tracker.uri} (run {tracker.run_id}); browse with "
+              f"`mlflow ui --backend-store-uri {tracker.uri}`")
+    print(f"time       : data {summary['data_s']:.0f} s, hybrid training "
+          f"{summary['hybrid_s']:.0f} s ({summary['epoch_s']:.1f} s/epoch, "
+          f"{summary['patients_per_s']:.1f} patients/s), total {summary['total_s']:.0f} s on "
+          f"{summary['device']}")
+
+
+def model_example(model: torch.nn.Module, loader: DataLoader) -> dict[str, Any]:
+    """Small numpy input/output example for the MLflow signature (no identifiers)."""
+    batch = next(iter(loader))
+    batch = {k: v[:2] for k, v in batch.items() if k != "index"}
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    inputs = {k: v.numpy() for k, v in batch.items()}
+    import lymphonet
+
+    reqs = [f"torch=={torch.__version__.split('+')[0]}", f"lymphonet=={lymphonet.__version__}"]
+    return {"inputs": inputs, "outputs": out.alc.numpy(), "requirements": reqs}
