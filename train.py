@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lymphonet.config import dump_config, to_dict
@@ -46,23 +45,23 @@ from lymphonet.training.loop import (
     set_seed,
     train_one_epoch,
 )
-from lymphonet.training.outputs import write_outputs
+from lymphonet.training.outputs import run_summary, write_outputs
 from lymphonet.training.script import add_arguments
 from lymphonet.training.tracking import NullTracker, make_tracker
 
 
-def fit(model, train_dl, val_dl, cfg: TrainingRunConfig, device, *, epochs: int, lr: float,
-        weight_decay: float, lr_schedule: str, patience: int, info=distributed.SINGLE_PROCESS,
-        save=None, on_epoch=None, resume: dict[str, Any] | None = None,
-        desc: str = "epochs") -> dict[str, Any]:
+def fit(model, train_dl, val_dl, cfg: TrainingRunConfig, device, *,
+        info=distributed.SINGLE_PROCESS, save=None, on_epoch=None,
+        resume: dict[str, Any] | None = None, desc: str = "epochs") -> dict[str, Any]:
     """The training loop: epochs of ``train_one_epoch`` + validation, early stopping, best weights.
 
     Args:
         model: The (possibly DDP-wrapped) model; holds the best weights on return.
         train_dl, val_dl: Loaders (the training sampler is re-seeded with the 0-based epoch).
-        cfg: The run config (``loss``, ``train.amp``, ``train.grad_clip``, ...).
+        cfg: The run config: ``cfg.train`` gives the optimisation (epochs, lr, weight_decay,
+            lr_schedule, patience, min_delta, amp, grad_clip, max_bad_steps), ``cfg.loss`` the
+            loss and the labs a validation nadir needs.
         device: Where to train.
-        epochs, lr, weight_decay, lr_schedule, patience: Optimisation for this model.
         info: Distributed info.
         save: ``save(tag, model, optimizer, scheduler, state)`` writes "last" / "best" (rank 0).
         on_epoch: ``on_epoch(epoch, metrics)`` after each epoch (logging).
@@ -74,23 +73,14 @@ def fit(model, train_dl, val_dl, cfg: TrainingRunConfig, device, *, epochs: int,
         ``stopped_early``.
     """
     t = cfg.train
-    optimizer = make_optimizer(model, lr, weight_decay)
-    scheduler = make_scheduler(optimizer, lr_schedule, epochs)
+    optimizer = make_optimizer(model, t.lr, t.weight_decay)
+    scheduler = make_scheduler(optimizer, t.lr_schedule, t.epochs)
     scaler = make_scaler(device, t.amp)
     state = {"epoch": 0, "best_metric": math.inf, "best_epoch": -1, "bad_epochs": 0,
              "history": [], "stopped_early": False}
-    best_weights = None
-    if resume is not None:
-        distributed.unwrap(model).load_state_dict(resume["model"])
-        if resume.get("optimizer"):
-            optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler"):
-            scheduler.load_state_dict(resume["scheduler"])
-        state.update(resume["state"])
-        set_rng_state(resume["rng"])
-        best_weights = resume.get("best_model")
-    for epoch in progress_bar(range(state["epoch"], epochs), t.progress and info.is_main,
-                              desc=desc, unit="epoch", initial=state["epoch"], total=epochs):
+    best_weights = _restore(resume, model, optimizer, scheduler, state)
+    for epoch in progress_bar(range(state["epoch"], t.epochs), t.progress and info.is_main,
+                              desc=desc, unit="epoch", initial=state["epoch"], total=t.epochs):
         if hasattr(train_dl.sampler, "set_epoch"):
             train_dl.sampler.set_epoch(epoch)  # the shuffle depends on (seed, epoch) only
         metrics = train_one_epoch(model, train_dl, optimizer, cfg.loss, device, amp=t.amp,
@@ -115,12 +105,26 @@ def fit(model, train_dl, val_dl, cfg: TrainingRunConfig, device, *, epochs: int,
             if improved:
                 save("best", model, optimizer, scheduler, state)
             save("last", model, optimizer, scheduler, state)
-        if state["bad_epochs"] >= patience:
+        if state["bad_epochs"] >= t.patience:
             state["stopped_early"] = True
             break
     if best_weights is not None:
         distributed.unwrap(model).load_state_dict(best_weights)
     return state
+
+
+def _restore(resume, model, optimizer, scheduler, state) -> dict[str, torch.Tensor] | None:
+    """Load a checkpoint's weights, optimiser, scheduler, state and RNG; return its best weights."""
+    if resume is None:
+        return None
+    distributed.unwrap(model).load_state_dict(resume["model"])
+    if resume.get("optimizer"):
+        optimizer.load_state_dict(resume["optimizer"])
+    if scheduler is not None and resume.get("scheduler"):
+        scheduler.load_state_dict(resume["scheduler"])
+    state.update(resume["state"])
+    set_rng_state(resume["rng"])
+    return resume.get("best_model")
 
 
 def fit_mechanistic_baseline(cfg: TrainingRunConfig, model_inputs, train_dl, val_dl, device,
@@ -129,10 +133,27 @@ def fit_mechanistic_baseline(cfg: TrainingRunConfig, model_inputs, train_dl, val
     ``train.baseline_epochs`` epochs at ``train.baseline_lr``, without early stopping."""
     t = cfg.train
     mech = build_model(mechanistic_config(cfg.model), model_inputs).to(device)
-    fit(distributed.wrap(mech, info, device), train_dl, val_dl, cfg, device,
-        epochs=t.baseline_epochs, lr=t.baseline_lr, weight_decay=0.0, lr_schedule="none",
-        patience=t.baseline_epochs, info=info, desc="mechanistic epochs")
+    baseline = replace(t, epochs=t.baseline_epochs, lr=t.baseline_lr, weight_decay=0.0,
+                       lr_schedule="none", patience=t.baseline_epochs)
+    fit(distributed.wrap(mech, info, device), train_dl, val_dl, replace(cfg, train=baseline),
+        device, info=info, desc="mechanistic epochs")
     return mech
+
+
+def prepare_data(cfg: TrainingRunConfig, run_dir: Path, info, device):
+    """Cohort -> split -> cache (rank 0), then datasets and loaders (every rank)."""
+    t = cfg.train
+    root = None
+    if not cfg.cohort.synthetic:
+        if info.is_main:
+            root = ensure_cohort(cfg.cohort, run_dir, progress=t.progress)
+            prepare_split_and_cache(cfg, root, progress=t.progress)
+        distributed.barrier(info)
+        root = root or ensure_cohort(cfg.cohort, run_dir)
+    data = load_datasets(cfg, root)
+    loaders = make_loaders(data, t.batch_size, t.num_workers, t.seed, world_size=info.world_size,
+                           rank=info.rank, device=device)
+    return data, loaders
 
 
 def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | None = None,
@@ -151,18 +172,8 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
             torch.set_num_threads(t.torch_threads)
         set_seed(t.seed + info.rank, t.deterministic)
 
-        # ---- data: cohort -> split -> cache (rank 0), then datasets and loaders (every rank)
-        root = None
-        if not cfg.cohort.synthetic:
-            if info.is_main:
-                root = ensure_cohort(cfg.cohort, run_dir, progress=t.progress)
-                prepare_split_and_cache(cfg, root, progress=t.progress)
-            distributed.barrier(info)
-            root = root or ensure_cohort(cfg.cohort, run_dir)
-        data = load_datasets(cfg, root)
-        train_dl, val_dl, test_dl = make_loaders(data, t.batch_size, t.num_workers, t.seed,
-                                                 world_size=info.world_size, rank=info.rank,
-                                                 device=dev)
+        # ---- data: cohort -> split -> cache, datasets, loaders
+        data, (train_dl, val_dl, test_dl) = prepare_data(cfg, run_dir, info, dev)
         t_data = time.perf_counter() - t_start
 
         # ---- tracking; checkpoints carry the config, the encoder and the split hash
@@ -186,10 +197,8 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
 
         # ---- the hybrid
         model = build_model(cfg.model, data.model_inputs).to(dev)
-        state = fit(distributed.wrap(model, info, dev), train_dl, val_dl, cfg, dev,
-                    epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay,
-                    lr_schedule=t.lr_schedule, patience=t.patience, info=info, save=save,
-                    on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
+        state = fit(distributed.wrap(model, info, dev), train_dl, val_dl, cfg, dev, info=info,
+                    save=save, on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
                     resume=_resume_checkpoint(resume, run_dir), desc="hybrid epochs")
         t_hybrid = time.perf_counter() - t_start - t_data
         save("final", model, None, None, state)
@@ -199,17 +208,10 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
         results = {name: evaluate(net, test_dl, dev, amp=t.amp,
                                   min_labs=cfg.loss.min_labs_for_nadir)
                    for name, net in (("hybrid", model), ("mechanistic", mech))}
-        history = state["history"]
-        summary = {"results": results, "run_dir": str(run_dir.resolve()),
-                   "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                   "stopped_early": state["stopped_early"], "data_s": t_data,
-                   "hybrid_s": t_hybrid, "total_s": time.perf_counter() - t_start,
-                   "world_size": info.world_size, "device": str(dev),
-                   "tracking_uri": tracker.uri, "run_id": tracker.run_id,
-                   "split_sha256": data.split_sha256,
-                   "epoch_s": float(np.mean([h["epoch_s"] for h in history] or [np.nan])),
-                   "patients_per_s": float(np.mean([h["patients_per_s"] for h in history]
-                                                   or [np.nan]))}
+        times = {"data_s": t_data, "hybrid_s": t_hybrid, "total_s": time.perf_counter() - t_start}
+        summary = run_summary(state, results, run_dir, times, tracker,
+                              world_size=info.world_size, device=dev,
+                              split_sha256=data.split_sha256)
         if info.is_main:
             write_outputs(cfg, run_dir, state, {"hybrid": model, "mechanistic": mech}, results,
                           summary, tracker, test_dl, dev)

@@ -6,11 +6,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from lymphonet.metrics import format_table
 from lymphonet.training.loop import predict
+
+
+def run_summary(state: dict[str, Any], results: dict[str, dict[str, float]], run_dir: Path,
+                times: dict[str, float], tracker, *, world_size: int, device: torch.device,
+                split_sha256: str | None) -> dict[str, Any]:
+    """The run's summary (``metrics.json``): held-out results, epochs, timings, where it lives."""
+    history = state["history"]
+    mean = lambda key: float(np.mean([h[key] for h in history] or [np.nan]))
+    return {"results": results, "run_dir": str(run_dir.resolve()),
+            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+            "stopped_early": state["stopped_early"], **times, "world_size": world_size,
+            "device": str(device), "tracking_uri": tracker.uri, "run_id": tracker.run_id,
+            "split_sha256": split_sha256, "epoch_s": mean("epoch_s"),
+            "patients_per_s": mean("patients_per_s")}
 
 
 def write_outputs(cfg, run_dir: Path, state: dict[str, Any], models: dict[str, torch.nn.Module],

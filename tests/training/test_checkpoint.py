@@ -1,5 +1,7 @@
 """Checkpoints: weights-only round trip, config and versions carried, exact resume."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -76,9 +78,10 @@ def _train(cfg, data, epochs, tmp_path, resume=None, crash_after=None):
         if tag == "last" and state["epoch"] == crash_after:
             raise Crash
 
-    state = load_train_script().fit(model, tr, va, cfg, torch.device("cpu"), epochs=epochs,
-                                    lr=1e-2, weight_decay=1e-4, lr_schedule="cosine",
-                                    patience=100, save=ckpt_fn, resume=resume)
+    run_cfg = replace(cfg, train=replace(cfg.train, epochs=epochs, lr=1e-2, weight_decay=1e-4,
+                                         lr_schedule="cosine", patience=100))
+    state = load_train_script().fit(model, tr, va, run_cfg, torch.device("cpu"), save=ckpt_fn,
+                                    resume=resume)
     return model, state
 
 

@@ -36,11 +36,10 @@ def cfg(**kw):
 def fit(model, tr, va, *, epochs, lr, weight_decay, loss_cfg, device, lr_schedule="cosine",
         patience=8, min_delta=1e-3):
     """train.py's fit with the run config these tests vary."""
-    run_cfg = TrainingRunConfig(loss=loss_cfg, train=TrainConfig(min_delta=min_delta, amp="off",
-                                                                 progress=False))
-    return load_train_script().fit(model, tr, va, run_cfg, device, epochs=epochs, lr=lr,
-                                   weight_decay=weight_decay, lr_schedule=lr_schedule,
-                                   patience=patience)
+    train = TrainConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule,
+                        patience=patience, min_delta=min_delta, amp="off", progress=False)
+    return load_train_script().fit(model, tr, va, TrainingRunConfig(loss=loss_cfg, train=train),
+                                   device)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from lymphonet.models.hybrid import EncoderConfig, ModelConfig
 from lymphonet.scoring.runner import SCORE_COLUMNS, TRAJECTORY_COLUMNS, score_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 DATA = DataConfig(spacing_mm=(12.0, 12.0, 12.0), shape=(24, 24, 24), n_quantiles=8,
                   blood_particles=500)

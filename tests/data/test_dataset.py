@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lymphonet.data.batch import DOSE_SUMMARY_NAMES, kinetics_inputs
+from lymphonet.data.batch import BATCH_KEYS, DOSE_SUMMARY_NAMES, check_batch, kinetics_inputs
 from lymphonet.data.cache import load_cached_image, preprocess_cohort
 from lymphonet.data.clinical import ClinicalEncoder
 from lymphonet.data.config import DataConfig
@@ -31,7 +31,7 @@ from lymphonet.io.plan import read_plan
 from lymphonet.io.volume import StructureSet, Volume
 from lymphonet.organs import LYMPHOID_ORGANS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 _COMPOSITES = ("lungs", "kidneys", "great_vessels", "bowel", "lymph_nodes", "target")
 # patient: (site, modalities, age, sex, bmi, chemo, n lab draws after day 0)
@@ -134,7 +134,8 @@ def test_batch_keys_shapes_dtypes(dataset, config):
         "obs_alc": ((3, m), torch.float32), "obs_mask": ((3, m), torch.bool),
         "index": ((3,), torch.int64),
     }
-    assert set(batch) == set(expected)
+    assert set(batch) == set(expected) == set(BATCH_KEYS)
+    check_batch(batch)  # the declared contract agrees with what the dataset yields
     for key, (shape, dtype) in expected.items():
         assert tuple(batch[key].shape) == shape, key
         assert batch[key].dtype == dtype, key

@@ -1,0 +1,111 @@
+"""train.py is the training: it runs end to end, `lymphonet train` runs the same code, and the
+bugs of the old parallel copy (drift between train.py and training/run.py) stay fixed."""
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from lymphonet.training.checkpoint import load_checkpoint
+from lymphonet.training.config import load_training_config
+from lymphonet.training.loop import make_scaler
+from lymphonet.training.script import TRAIN_SCRIPT, load_train_script
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = ["--config", "configs/smoke.yaml", "--no-tracking", "--set", "train.epochs=2"]
+
+
+def _results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())["results"]
+
+
+@pytest.fixture(scope="module")
+def script_run(tmp_path_factory):
+    """``python train.py --config configs/smoke.yaml`` as a user types it."""
+    out = tmp_path_factory.mktemp("script")
+    proc = subprocess.run([sys.executable, "train.py", *SMOKE, "--out", str(out)], cwd=REPO,
+                          check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "smoke", proc.stdout
+
+
+def test_train_py_runs_end_to_end_and_leaves_checkpoints_with_their_config(script_run):
+    run_dir, stdout = script_run
+    assert "hybrid" in stdout and "mechanistic" in stdout and "log-ALC RMSE" in stdout
+    for name in ("best.pt", "last.pt", "final.pt", "config.yaml", "metrics.json",
+                 "history.json", "plots/learning_curves.png", "plots/trajectories.png"):
+        assert (run_dir / name).is_file(), name
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last["config"]["name"] == "smoke" and last["config"]["train"]["epochs"] == 2
+    assert last["state"]["epoch"] == 2 and last["optimizer"] is not None
+    assert "split_sha256" in last["state"]  # None for in-memory synthetic data
+
+
+def test_lymphonet_train_runs_the_same_code(script_run, tmp_path):
+    from lymphonet.cli import main
+
+    assert main(["train", *SMOKE, "--out", str(tmp_path)]) == 0
+    a, b = _results(script_run[0]), _results(tmp_path / "smoke")
+    assert a == b  # same seed, same loop, same sampler epochs -> the same model, bit for bit
+
+
+def test_lr_schedule_none_trains(tmp_path):
+    # the old train.py called scheduler.step() on None
+    cfg = load_training_config(REPO / "configs/smoke.yaml",
+                               ["train.epochs=2", "train.lr_schedule=none", "tracking.enabled=false"])
+    summary = load_train_script().train(cfg, out_dir=str(tmp_path))
+    assert summary["epochs_run"] == 2
+
+
+def test_fp16_on_cuda_gets_a_grad_scaler_and_fit_uses_it(monkeypatch, tmp_path):
+    with warnings.catch_warnings():  # "CUDA is not available. Disabling." on CPU machines
+        warnings.simplefilter("ignore", UserWarning)
+        assert isinstance(make_scaler(torch.device("cuda"), "fp16"), torch.amp.GradScaler)
+    assert make_scaler(torch.device("cuda"), "bf16") is None
+    assert make_scaler(torch.device("cpu"), "fp16") is None
+    script = load_train_script()
+    calls = []
+    monkeypatch.setattr(script, "make_scaler", lambda dev, amp: calls.append((dev.type, amp)))
+    cfg = load_training_config(REPO / "configs/smoke.yaml",
+                               ["train.epochs=1", "train.amp=fp16", "tracking.enabled=false"])
+    script.train(cfg, out_dir=str(tmp_path), device="cpu")
+    assert calls[0] == ("cpu", "fp16")  # the one loop asks for a scaler (None on the CPU)
+
+
+def test_validation_counts_patients_with_min_labs_for_nadir(tmp_path):
+    script = load_train_script()
+    seen = {}
+    for k in (1, 50):  # synthetic patients have at most 8 labs: none qualifies at 50
+        cfg = load_training_config(REPO / "configs/smoke.yaml", [
+            "train.epochs=1", f"loss.min_labs_for_nadir={k}", "tracking.enabled=false"])
+        summary = script.train(cfg, out_dir=str(tmp_path / str(k)))
+        hist = json.loads((Path(summary["run_dir"]) / "history.json").read_text())
+        seen[k] = hist[0]["val_n_patients"]
+    assert seen[1] > 0 and seen[50] == 0
+
+
+def test_mechanistic_baseline_uses_its_configured_optimisation(monkeypatch):
+    script = load_train_script()
+    got = {}
+
+    def spy(model, train_dl, val_dl, cfg, device, **kw):
+        got.update(vars(cfg.train))
+        return {}
+
+    monkeypatch.setattr(script, "fit", spy)
+    cfg = load_training_config(REPO / "configs/smoke.yaml",
+                               ["train.baseline_lr=0.02", "train.baseline_epochs=4"])
+    inputs = {"n_channels": 3, "n_clinical": 6, "n_dose_summary": 2}
+    script.fit_mechanistic_baseline(cfg, inputs, None, None, torch.device("cpu"))
+    assert got["lr"] == 0.02 and got["epochs"] == 4 and got["patience"] == 4
+    assert got["lr_schedule"] == "none" and got["weight_decay"] == 0.0
+
+
+def test_the_script_is_the_repository_file():
+    assert TRAIN_SCRIPT == REPO / "train.py"
+    assert load_train_script().__file__ == str(TRAIN_SCRIPT)
