@@ -12,7 +12,7 @@ Generates a SIMULATED cohort (``lymphonet.twin.cohort.simulate_cohort``, 5 mm gr
 2. the same without the blood-dose engine (only re-reading and resampling the volumes);
 3. cached epochs through the DataLoader with 0 and 2 workers (plans/s).
 
-The point (DESIGN.md section 6, "data loading never starves the GPU"): with the cache an epoch
+The point (README, Performance: "data loading never starves the GPU"): with the cache an epoch
 costs a few milliseconds per plan, far below a training step of the 3D CNN.
 """
 

@@ -4,7 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_io_dvh.py [--repeats 5] [--openkbp-cases 20]
 
-Prints the median wall time of each stage and compares the totals with the targets of DESIGN.md §6
+Prints the median wall time of each stage and compares the totals with the targets in the README's Performance table
 (DICOM: the whole scoring path under 2 s per patient, so reading + DVH must leave room for the rest;
 NIfTI: 10 patients/s end to end, so reading + DVH should take well under 0.1 s per patient).
 """

@@ -1,4 +1,4 @@
-"""Benchmark ``lymphonet score`` end to end on OpenKBP NIfTI cases (DESIGN.md section 6).
+"""Benchmark ``lymphonet score`` end to end on OpenKBP NIfTI cases (targets in the README's Performance table).
 
 Target: >= 10 patients/s end to end from NIfTI on 2 CPU cores with the default model.
 

@@ -1,11 +1,11 @@
 """The cohort data contract: columns, ranges, units, conversions and typed records (no file I/O).
 
-A manifest has one row per plan (DESIGN.md section 3). This module turns one row (a mapping of
+A manifest has one row per plan (docs/contract.md section 2). This module turns one row (a mapping of
 column name -> raw value, as read from CSV or Parquet) into a validated :class:`PlanRecord`, or into
 the list of everything wrong with it, each problem an :class:`~lymphonet.errors.InputError` naming
 patient, file and field. File reading and cross-row checks live in :mod:`lymphonet.io.cohort`.
 
-Units (DESIGN.md section 2): ALC in 10^9 cells/L. Values in cells/uL are divided by 1000 only when a
+Units (docs/contract.md section 1): ALC in 10^9 cells/L. Values in cells/uL are divided by 1000 only when a
 unit is stated (an ``alc_unit`` column or option); unstated units are never guessed.
 """
 

@@ -189,7 +189,7 @@ class Bundle:
         path: Bundle folder.
         model: Eager HybridModel in eval mode (CPU).
         data_config: Preprocessing settings the model was trained with.
-        encoder: Fitted :class:`~lymphonet.preprocess.ClinicalEncoder`.
+        encoder: Fitted :class:`~lymphonet.data.clinical.ClinicalEncoder`.
         metadata: Content of metadata.json.
         model_version: ``<lymphonet version>+<first 12 hex of the weights' SHA-256>``.
     """

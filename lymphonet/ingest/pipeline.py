@@ -7,7 +7,7 @@ lab export into the labs table (:mod:`~lymphonet.ingest.labs`), write the manife
 
 Cohort folder written:
 
-* ``manifest.csv``: complete rows only (every required column of DESIGN.md section 3 filled), so
+* ``manifest.csv``: complete rows only (every required column of docs/contract.md section 2 filled), so
   ``load_cohort(out_dir)`` always loads it. Extra columns: ``prescription_gy``,
   ``beam_on_time_status``, ``baseline_day``, ``dose_kind``, ``n_dose_files``, ``n_structures``,
   ``ingest_status``, ``ingest_notes``.
