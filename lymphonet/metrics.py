@@ -28,6 +28,7 @@ Definitions (all on observed labs only; the simulated truth is never read):
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -35,6 +36,14 @@ from lymphonet.schema import CTCAE_CUTOFFS_ALC
 
 #: CTCAE v5 cut-offs (10^9/L): grade >= 3 below 0.5, grade 4 below 0.2.
 GRADE3_ALC, GRADE4_ALC = CTCAE_CUTOFFS_ALC[3], CTCAE_CUTOFFS_ALC[4]
+
+
+def normal_quantile(p: float) -> float:
+    """z with Phi(z) = p for the standard normal (the one quantile function of lymphonet; a
+    central interval of coverage ``level`` is +- ``normal_quantile(0.5 + level / 2)``)."""
+    return NormalDist().inv_cdf(float(p))
+
+
 #: Labs after day 0 a plan needs for its observed nadir (and grade labels) to count.
 MIN_LABS = 2
 #: Time windows of lab days: name, lower and upper bound (exclusive, inclusive) of the days after

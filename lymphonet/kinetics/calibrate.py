@@ -33,6 +33,10 @@ from lymphonet.kinetics.params import (
     theta_to_tensor,
 )
 from lymphonet.kinetics.schedule import KineticsInputs
+from lymphonet.metrics import normal_quantile
+
+#: Half-width of a central 95% normal interval, in standard deviations.
+Z95 = normal_quantile(0.975)
 
 #: Posterior/prior sd ratio below which a parameter counts as pinned down by the data, and above
 #: which it counts as not identified (the data barely move the prior).
@@ -144,7 +148,7 @@ class PopulationFit:
         theta: MAP theta of the fitted parameters.
         theta_sd: Posterior sd of theta (Laplace).
         value: Physical MAP values; value_sd: delta-method sd (physical units).
-        ci95_low, ci95_high: 95% interval in physical units (theta +- 1.96 sd mapped, so inside
+        ci95_low, ci95_high: 95% interval in physical units (theta +- Z95 sd mapped, so inside
             the bounds).
         units: Units of each parameter.
         sd_ratio: posterior sd / prior sd in theta space (~1: the data say nothing).
@@ -244,8 +248,8 @@ def fit_population(model: LymphocyteKinetics, inputs: KineticsInputs, obs: Obser
     idx = [PARAM_NAMES.index(x) for x in names]
     phys = theta_to_tensor(th_full)[idx]
     jac = dphysical_dtheta(th_full)[idx]
-    lo = theta_to_tensor(expand_theta(z_hat[:n] - 1.96 * z_sd[:n], names))[idx]
-    hi = theta_to_tensor(expand_theta(z_hat[:n] + 1.96 * z_sd[:n], names))[idx]
+    lo = theta_to_tensor(expand_theta(z_hat[:n] - Z95 * z_sd[:n], names))[idx]
+    hi = theta_to_tensor(expand_theta(z_hat[:n] + Z95 * z_sd[:n], names))[idx]
     ratio = z_sd[:n] / sd
     status = ["identified" if r < IDENTIFIED_RATIO else "not identified" if r > UNIDENTIFIED_RATIO
               else "weak" for r in ratio.tolist()]

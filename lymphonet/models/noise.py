@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from lymphonet.metrics import normal_quantile
 from lymphonet.schema import CTCAE_CUTOFFS_ALC
 
 #: CTCAE v5 lymphocyte-count-decreased cut-offs (10^9/L): grade >= g when ALC < cut-off.
@@ -30,11 +31,6 @@ _SIGMA_FLOOR = 1e-3
 
 def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
-
-
-def normal_quantile(level: float) -> float:
-    """z such that Phi(z) = level (float)."""
-    return float(torch.special.ndtri(torch.tensor(level, dtype=torch.float64)))
 
 
 class ResidualNoise(nn.Module):

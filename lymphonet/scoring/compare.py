@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from lymphonet.errors import InputError
+from lymphonet.metrics import normal_quantile
 from lymphonet.scoring.runner import ScoreOptions, iter_scores, manifest_tasks
 
 COMPARE_COLUMNS: tuple[str, ...] = (
@@ -79,7 +80,7 @@ def nadir_difference(n_ref: float, n_plan: float, sigma: float, shift: float, rh
     """
     if not -1.0 <= rho <= 1.0:
         raise InputError(f"rho must be in [-1, 1], got {rho}", field="rho")
-    z = float(np.sqrt(2.0) * _erfinv(level))
+    z = normal_quantile(0.5 + level / 2)
     s_ratio = sigma * math.sqrt(max(2.0 * (1.0 - rho), 0.0))
     log_ratio = math.log(n_plan / n_ref)
     rng = np.random.default_rng(seed)
@@ -94,11 +95,6 @@ def nadir_difference(n_ref: float, n_plan: float, sigma: float, shift: float, rh
             "nadir_ratio_lower": math.exp(log_ratio - z * s_ratio),
             "nadir_ratio_upper": math.exp(log_ratio + z * s_ratio), "p_higher_nadir": p_higher}
 
-
-def _erfinv(level: float) -> float:
-    from scipy.special import erfinv
-
-    return float(erfinv(level))
 
 
 def compare_plans(bundle_dir: str | Path, manifest: str | Path, out: str | Path, *,

@@ -16,9 +16,8 @@ from torch.utils.data import DataLoader
 
 from lymphonet.errors import InputError
 from lymphonet.kinetics import interpolate_days
-from lymphonet.metrics import summarise
+from lymphonet.metrics import normal_quantile, summarise
 from lymphonet.models.hybrid import HybridModel, ModelConfig
-from lymphonet.models.noise import normal_quantile
 from lymphonet.training.distributed import SINGLE_PROCESS, DistInfo, all_reduce_mean, unwrap
 from lymphonet.training.losses import LossConfig, clean_labs, compute_loss, observed, observed_nadir
 
