@@ -75,7 +75,7 @@ def bench_end_to_end(bundle: Path, manifest: Path, tmp: Path, workers: int, part
 
 
 def bench_backends(bundle_dir: Path, manifest: Path, n: int = 5, reps: int = 20) -> None:
-    from lymphonet.bundle.export import load_bundle
+    from lymphonet.bundle.load import load_bundle
     from lymphonet.scoring.runner import Predictor, manifest_tasks, prepare_plan
 
     bundle = load_bundle(bundle_dir)
@@ -106,7 +106,7 @@ def bench_backends(bundle_dir: Path, manifest: Path, n: int = 5, reps: int = 20)
 
 
 def bench_resampler(bundle_dir: Path, manifest: Path, n: int = 5) -> None:
-    from lymphonet.bundle.export import load_bundle
+    from lymphonet.bundle.load import load_bundle
     from lymphonet.data.images import image_from_plan, resample_fast
     from lymphonet.io.plan import read_plan
     from lymphonet.scoring.runner import manifest_tasks
@@ -132,7 +132,7 @@ def bench_resampler(bundle_dir: Path, manifest: Path, n: int = 5) -> None:
 
 
 def bench_particles(bundle_dir: Path, manifest: Path, counts: list[int], seeds: int = 8) -> None:
-    from lymphonet.bundle.export import load_bundle
+    from lymphonet.bundle.load import load_bundle
     from lymphonet.dosimetry.plan_features import plan_features
     from lymphonet.io.plan import read_plan
     from lymphonet.scoring.runner import Predictor, ScoreOptions, manifest_tasks, prepare_plan

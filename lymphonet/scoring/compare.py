@@ -118,7 +118,7 @@ def compare_plans(bundle_dir: str | Path, manifest: str | Path, out: str | Path,
     """
     from dataclasses import replace
 
-    from lymphonet.bundle.export import load_bundle
+    from lymphonet.bundle.load import load_bundle
 
     options = options or ScoreOptions()
     bundle = load_bundle(bundle_dir)

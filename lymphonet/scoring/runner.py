@@ -123,7 +123,7 @@ _STATE: dict[str, Any] = {}
 
 def _init_worker(bundle_dir: str, options: ScoreOptions, verify: bool, threads: int) -> None:
     """Load the bundle once per process (single-threaded torch)."""
-    from lymphonet.bundle.export import load_bundle
+    from lymphonet.bundle.load import load_bundle
 
     torch.set_num_threads(threads)
     bundle = load_bundle(bundle_dir, verify=verify)
@@ -266,7 +266,7 @@ def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path
     """
     from dataclasses import replace
 
-    from lymphonet.bundle.export import load_bundle
+    from lymphonet.bundle.load import load_bundle
 
     t0 = time.perf_counter()
     bundle = load_bundle(bundle_dir)  # verify checksums + versions once, fail early

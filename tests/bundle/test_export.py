@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lymphonet.bundle.export import (
-    export_bundle,
-    load_bundle,
-    resolve_run_checkpoint,
-    untrained_checkpoint,
-    write_checksums,
-)
+from lymphonet.bundle.export import export_bundle, resolve_run_checkpoint, untrained_checkpoint
+from lymphonet.bundle.load import load_bundle, write_checksums
 from lymphonet.bundle.portable import example_inputs, run_onnx
 from lymphonet.data.config import DataConfig
 from lymphonet.errors import InputError

@@ -1,0 +1,248 @@
+"""Loading a model bundle: checksums, versions and kinetic constants verified before anything is
+built; every problem is an :class:`~lymphonet.errors.InputError` naming the file and field.
+
+The bundle layout is described in :mod:`lymphonet.bundle.export`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lymphonet.errors import InputError
+
+BUNDLE_FORMAT = "lymphonet-bundle/1"
+CHECKSUM_FILE = "checksums.sha256"
+REQUIRED_FILES = ("weights.pt", "config.json", "clinical_encoder.json", "metadata.json")
+INTERVAL_LEVEL = 0.9
+
+INTENDED_USE = (
+    "Research use only: rank patients or compare treatment plans by their predicted risk of "
+    "radiation-induced lymphopenia (ALC trajectory, nadir, CTCAE grade >= 3 and grade 4 "
+    "probabilities). Not a medical device; not for individual treatment decisions.")
+LIMITS = [
+    ("Trained on the cohort summarised under training_cohort; when that cohort is SIMULATED "
+     "(lymphonet twin: thorax / abdomen / brain sites) the numbers are not clinical evidence."),
+    ("Other anatomy (e.g. head and neck, breast) still scores: organ channels that a plan does "
+     "not contour are zero, EDIC is missing without lungs and heart, and the prediction is an "
+     "extrapolation outside the training distribution."),
+    ("Inputs must follow the data contract: total-course dose in Gy (RBE-weighted for particles), "
+     "baseline ALC in 10^9/L, beam-on time per fraction in s; no unit is guessed."),
+    ("Intervals come from the learned residual-noise model (90% central, log-normal); they do "
+     "not include uncertainty in the network weights."),
+    ("Blood-dose features are Monte-Carlo estimates with a fixed seed (reproducible); their "
+     "statistical precision depends on the particle count recorded under inputs."),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# versions and checksums
+
+
+def current_versions() -> dict[str, str]:
+    """lymphonet, torch and python versions of this process."""
+    from lymphonet.training.checkpoint import versions
+
+    return versions()
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split("+")[0].split(".")[:2])
+
+
+def check_versions(recorded: dict[str, str], *, file: str | Path | None = None) -> None:
+    """Refuse a bundle written by an incompatible lymphonet (major.minor) or torch (major).
+
+    Raises:
+        InputError: Field ``versions.lymphonet`` or ``versions.torch``, both versions named.
+    """
+    now = current_versions()
+    if _major_minor(str(recorded.get("lymphonet", "?"))) != _major_minor(now["lymphonet"]):
+        raise InputError(f"bundle written by lymphonet {recorded.get('lymphonet')}, this is "
+                         f"{now['lymphonet']} (major.minor must match); re-export it with this "
+                         "version", file=file, field="versions.lymphonet")
+    if str(recorded.get("torch", "?")).split(".")[0] != now["torch"].split(".")[0]:
+        raise InputError(f"bundle written with torch {recorded.get('torch')}, this is torch "
+                         f"{now['torch']} (major version must match)", file=file,
+                         field="versions.torch")
+
+
+def kinetics_constants() -> dict[str, Any]:
+    """The kinetics layer's fixed constants that predictions depend on but weights do not hold:
+    each parameter's (prior, lower, upper) and the lymphoid organs' share of body lymphocytes."""
+    from lymphonet.kinetics import ORGAN_SHARE_OF_BODY, PARAM_SPECS
+
+    return {"params": {p.name: [float(p.prior), float(p.lower), float(p.upper)]
+                       for p in PARAM_SPECS},
+            "organ_share": {k: float(v) for k, v in ORGAN_SHARE_OF_BODY.items()}}
+
+
+def check_kinetics(recorded: dict[str, Any] | None, *, file: str | Path | None = None) -> None:
+    """Refuse a bundle whose kinetics priors / bounds differ from this library's.
+
+    The network outputs theta *relative to* the priors, so the same weights give other
+    predictions if the priors change (e.g. after a recalibration).
+
+    Raises:
+        InputError: Field ``kinetics``, naming the parameters that differ.
+    """
+    if recorded is None:
+        return
+    now = kinetics_constants()
+    diff = [f"{group}.{k}" for group in ("params", "organ_share")
+            for k in sorted(set(recorded.get(group, {})) | set(now[group]))
+            if recorded.get(group, {}).get(k) != now[group].get(k)]
+    if diff:
+        raise InputError(f"kinetic priors / bounds differ from the ones the bundle was exported "
+                         f"with ({', '.join(diff[:6])}); re-export the model with this version",
+                         file=file, field="kinetics")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> Path:
+    """Write ``checksums.sha256`` over every other file in ``folder`` (sorted, sha256sum format)."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != CHECKSUM_FILE)
+    lines = [f"{sha256_file(folder / n)}  {n}" for n in names]
+    path = folder / CHECKSUM_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def verify_checksums(folder: Path) -> dict[str, str]:
+    """Check every file listed in ``checksums.sha256`` and that the required files are listed.
+
+    Returns:
+        File name -> hex digest.
+
+    Raises:
+        InputError: Missing checksum file, unlisted required file, missing or altered file.
+    """
+    sums_path = folder / CHECKSUM_FILE
+    if not sums_path.is_file():
+        raise InputError("no checksums.sha256: not a lymphonet bundle (or an incomplete one)",
+                         file=sums_path, field="checksums")
+    listed: dict[str, str] = {}
+    for i, line in enumerate(sums_path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or "/" in name or name.startswith("."):
+            raise InputError(f"malformed line {i}", file=sums_path, field="checksums")
+        listed[name] = digest
+    for name in REQUIRED_FILES:
+        if name not in listed:
+            raise InputError("required file not covered by the checksums", file=folder / name,
+                             field="checksums")
+    for name, digest in listed.items():
+        path = folder / name
+        if not path.is_file():
+            raise InputError("file listed in checksums.sha256 is missing", file=path,
+                             field="checksums")
+        if sha256_file(path) != digest:
+            raise InputError("checksum mismatch: the file was altered after export (re-export "
+                             "the bundle)", file=path, field="checksums")
+    return listed
+
+
+# ---------------------------------------------------------------------------------------------
+# bundle object
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified bundle.
+
+    Attributes:
+        path: Bundle folder.
+        model: Eager HybridModel in eval mode (CPU).
+        data_config: Preprocessing settings the model was trained with.
+        encoder: Fitted :class:`~lymphonet.data.clinical.ClinicalEncoder`.
+        metadata: Content of metadata.json.
+        model_version: ``<lymphonet version>+<first 12 hex of the weights' SHA-256>``.
+    """
+
+    path: Path
+    model: nn.Module
+    data_config: Any
+    encoder: Any
+    metadata: dict[str, Any]
+    model_version: str
+
+    @property
+    def onnx_path(self) -> Path | None:
+        p = self.path / "network.onnx"
+        return p if p.is_file() else None
+
+    @property
+    def torchscript_path(self) -> Path | None:
+        p = self.path / "network.ts"
+        return p if p.is_file() else None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read JSON ({err})", file=path) from None
+
+
+def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
+    """Verify (checksums, format, versions) and load a bundle.
+
+    Args:
+        folder: Bundle folder written by :func:`export_bundle`.
+        verify: Check checksums (keep True; False only for a folder just verified in this
+            process, e.g. in scoring workers).
+
+    Raises:
+        InputError: Not a bundle, altered files, incompatible versions, inconsistent content.
+    """
+    from lymphonet.config import from_dict
+    from lymphonet.data.clinical import ClinicalEncoder
+    from lymphonet.data.config import DataConfig
+    from lymphonet.models.hybrid import HybridModel, ModelConfig
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("model bundle folder not found", file=folder, field="--model")
+    digests = verify_checksums(folder) if verify else {}
+    meta = read_json(folder / "metadata.json")
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise InputError(f"not a {BUNDLE_FORMAT} bundle (format {meta.get('format')!r})",
+                         file=folder / "metadata.json", field="format")
+    check_versions(meta.get("versions", {}), file=folder / "metadata.json")
+    check_kinetics(meta.get("kinetics"), file=folder / "metadata.json")
+    config = read_json(folder / "config.json")
+    data_cfg = from_dict(DataConfig, config.get("data"), where="config.data")
+    model_cfg = from_dict(ModelConfig, config.get("model"), where="config.model")
+    encoder = ClinicalEncoder.from_dict(read_json(folder / "clinical_encoder.json"))
+    try:
+        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        model = HybridModel(cfg=model_cfg, **meta["inputs"]["model_inputs"])
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, OSError) as err:
+        raise InputError(f"weights do not fit the configured model ({err})",
+                         file=folder / "weights.pt", field="weights") from None
+    weights_sha = digests.get("weights.pt") or sha256_file(folder / "weights.pt")
+    version = f"{meta['versions']['lymphonet']}+{weights_sha[:12]}"
+    if meta.get("model_version") not in (None, version):
+        raise InputError(f"model_version {meta.get('model_version')!r} does not match the "
+                         f"weights ({version})", file=folder / "metadata.json",
+                         field="model_version")
+    return Bundle(folder, model.eval(), data_cfg, encoder, meta, version)
+
+
