@@ -21,8 +21,21 @@ At each fraction k (instantaneous, multiplicative)::
 
 (d: blood-dose quantiles; D_l: lymphoid-organ dose quantiles; w_l: organ share of the resident
 pool; c_l: coverage; h = ``baseline_loss``; G: Lea-Catcheside factor for the beam-on time).
-Between events the system is linear with constant coefficients, so each step is integrated
-exactly with a closed-form 2x2 matrix exponential: no step-size error, stable for any rates.
+Between events the system is linear with constant coefficients, so each step of length dt is
+integrated exactly: x' = g E x + b u with x = (C_p, R_p), E = exp(A dt) a closed-form 2x2 matrix
+exponential, g = exp(-delta dt) and b = (I - g E) x* the affine source term: no step-size error,
+stable for any rates.
+
+:meth:`LymphocyteKinetics.forward` uses these symbols as names (``C``, ``R``, ``k_out``, ``k_in``,
+``r``, ``f_b``, ``phi``, ``u``, ``L``, ``h``, ``delta``, ``S_blood``, ``S_res``, ``G``, ``A``,
+``E``, ``g``, ``b``; N0_p = phi_p ALC0 / f_b is the pre-treatment C_p + R_p) in four steps:
+
+1. :meth:`Rates.from_params`: per-patient, per-population constants (k_out, k_in, r_p, ...).
+2. :func:`propagator`: the exact one-step map (E, b) with chemotherapy off and on.
+3. :meth:`LymphocyteKinetics.fraction_grid` / :meth:`LymphocyteKinetics.chemo_grid` place the
+   fractions and the chemotherapy window on the step grid; :func:`~lymphonet.kinetics.steps.fraction_event` applies one
+   step's kill and updates L_p and u_p.
+4. :func:`step_loop`: the loop over the steps, recording C_p each morning.
 """
 
 from __future__ import annotations
@@ -42,6 +55,13 @@ from lymphonet.kinetics.schedule import (
     SEQUENTIAL_GAP_DAYS,
     KineticsInputs,
     lea_catcheside_g,
+)
+from lymphonet.kinetics.steps import (
+    Rates,
+    StepGrid,
+    propagator,
+    set_point,
+    step_loop,
 )
 from lymphonet.organs import LYMPHOID_ORGANS
 
@@ -99,17 +119,6 @@ def mean_survival(dose_q_gy: torch.Tensor, alpha_per_gy: torch.Tensor, beta_per_
     return torch.exp(-a * dose_q_gy - bg * dose_q_gy**2).mean(-1)
 
 
-def _expm2(a, b, c, d, t):
-    """exp(t [[a, b], [c, d]]) entrywise for real-eigenvalue 2x2 blocks with b c > 0 (Sylvester)."""
-    m = 0.5 * (a + d)
-    disc = torch.sqrt(0.25 * (a - d) ** 2 + b * c)
-    l1, l2 = m + disc, m - disc
-    e1, e2 = torch.exp(l1 * t), torch.exp(l2 * t)
-    k = 1.0 / (l1 - l2)
-    return ((e1 * (a - l2) - e2 * (a - l1)) * k, (e1 - e2) * b * k, (e1 - e2) * c * k,
-            (e1 * (d - l2) - e2 * (d - l1)) * k)
-
-
 class LymphocyteKinetics(nn.Module):
     """Two-population, two-compartment lymphocyte model with per-fraction kills.
 
@@ -138,30 +147,30 @@ class LymphocyteKinetics(nn.Module):
 
     # ------------------------------------------------------------------ per-fraction survival
     def fraction_survival(self, inputs: KineticsInputs, p: KineticParams):
-        """Per-fraction circulating and resident survival, each ``[B, K]``."""
+        """Per-fraction survival (S_blood,k, S_res,k), each ``[B, K]`` (1)."""
         k = inputs.fraction_days.shape[1]
-        g = 1.0
+        G = 1.0
         if inputs.beam_on_s is not None:
             mu_per_s = math.log(2.0) / (self.repair_half_time_h * 3600.0)
             beam = inputs.beam_on_s
             same = torch.where(inputs.fraction_mask, beam == beam[:, :1], True).all()
             if bool(same):  # one beam-on time per patient: avoid [B, K, (L,) Q] work
                 beam = beam[:, :1]
-            g = lea_catcheside_g(beam * mu_per_s)  # [B, K] or [B, 1]
+            G = lea_catcheside_g(beam * mu_per_s)  # [B, K] or [B, 1]
         alpha, beta = p.alpha_per_gy.reshape(-1, 1), p.beta_per_gy2.reshape(-1, 1)
-        bq = inputs.blood_dose_q_gy
-        if bq.dim() == 2:
-            bq = bq[:, None, :]
-        s_blood = mean_survival(bq, alpha, beta, g).expand(-1, k)
+        d = inputs.blood_dose_q_gy
+        if d.dim() == 2:
+            d = d[:, None, :]
+        S_blood = mean_survival(d, alpha, beta, G).expand(-1, k)
         if inputs.lymphoid_dose_q_gy is None:
-            return s_blood, torch.ones_like(s_blood)
-        gl = g[..., None] if torch.is_tensor(g) else g
-        s_org = mean_survival(inputs.lymphoid_dose_q_gy[:, None], alpha[..., None], beta[..., None],
-                              gl)  # [B, K or 1, L]
-        cov = 1.0 if inputs.lymphoid_coverage is None else inputs.lymphoid_coverage[:, None, :]
-        w = self.organ_weight.to(s_org.dtype)
-        s_res = 1.0 - (w * cov * (1.0 - s_org)).sum(-1)
-        return s_blood, s_res.expand(-1, k)
+            return S_blood, torch.ones_like(S_blood)
+        G_l = G[..., None] if torch.is_tensor(G) else G
+        S_l = mean_survival(inputs.lymphoid_dose_q_gy[:, None], alpha[..., None],
+                            beta[..., None], G_l)  # [B, K or 1, L]
+        c = 1.0 if inputs.lymphoid_coverage is None else inputs.lymphoid_coverage[:, None, :]
+        w = self.organ_weight.to(S_l.dtype)
+        S_res = 1.0 - (w * c * (1.0 - S_l)).sum(-1)
+        return S_blood, S_res.expand(-1, k)
 
     def chemo_window(self, inputs: KineticsInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Chemotherapy window [start, end) in days, each ``[B]`` (inf/inf when none)."""
@@ -181,6 +190,51 @@ class LymphocyteKinetics(nn.Module):
             end = inputs.chemo_end_day.to(days.dtype)
         return start, end
 
+    # ------------------------------------------------------------------ events on the step grid
+    def fraction_grid(self, inputs: KineticsInputs, S_blood: torch.Tensor, S_res: torch.Tensor,
+                      n_steps: int) -> tuple[torch.Tensor, torch.Tensor, set[int]]:
+        """Fractions on the step grid: each applies at the start of the step containing it.
+
+        Args:
+            inputs: The batch (fraction days and mask).
+            S_blood, S_res: ``[B, K]`` per-fraction survival (1).
+            n_steps: Number of steps (fractions beyond the grid are dropped).
+
+        Returns:
+            ``[B, n_steps]`` per-step products of S_blood and of S_res (1 where no fraction),
+            and the set of steps with a fraction for any patient.
+        """
+        step = torch.floor(inputs.fraction_days * self.steps_per_day + 1e-6).long()
+        valid = inputs.fraction_mask & (step >= 0) & (step < n_steps)
+        step = torch.where(valid, step, torch.zeros_like(step))
+        zero = torch.zeros(inputs.batch_size, max(n_steps, 1), dtype=inputs.blood_dose_q_gy.dtype,
+                           device=inputs.blood_dose_q_gy.device)
+        log_S_blood = zero.scatter_add(1, step, torch.where(valid, torch.log(S_blood), 0.0))
+        log_S_res = zero.scatter_add(1, step, torch.where(valid, torch.log(S_res), 0.0))
+        event_steps = set(step[valid].unique().tolist())
+        return torch.exp(log_S_blood), torch.exp(log_S_res), event_steps
+
+    def chemo_grid(self, inputs: KineticsInputs, delta: torch.Tensor, n_steps: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, set[int]]:
+        """Chemotherapy on the step grid: a step is on when its midpoint is in the window.
+
+        Args:
+            inputs: The batch (see :meth:`chemo_window`).
+            delta: ``[B, 1]`` chemotherapy rate (1/day).
+            n_steps: Number of steps.
+
+        Returns:
+            on ``[B, n_steps]`` (1.0 / 0.0), g = exp(-delta dt on) ``[B, n_steps]`` (1), and the
+            set of steps with chemo for any patient.
+        """
+        dose = inputs.blood_dose_q_gy
+        dt = 1.0 / self.steps_per_day
+        start, end = self.chemo_window(inputs)
+        mid = (torch.arange(n_steps, dtype=dose.dtype, device=dose.device) + 0.5) * dt
+        on = ((mid >= start[:, None]) & (mid < end[:, None])).to(dose.dtype)
+        g = torch.exp(-delta * dt * on)
+        return on, g, set(on.any(0).nonzero().flatten().tolist())
+
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: KineticsInputs, params_or_theta, n_days: int | None = None
                 ) -> KineticsOutput:
@@ -198,91 +252,18 @@ class LymphocyteKinetics(nn.Module):
         p = params_or_theta if isinstance(params_or_theta, KineticParams) else \
             theta_to_params(params_or_theta)
         n_days = self.n_days if n_days is None else int(n_days)
-        bsz = inputs.batch_size
-        dtype = inputs.blood_dose_q_gy.dtype
-        dev = inputs.blood_dose_q_gy.device
-        spd = self.steps_per_day
-        n_steps = (n_days - 1) * spd
-        dt = 1.0 / spd
-
-        def vec(x):  # parameter as [B, 1] (per-population broadcasting)
-            x = torch.as_tensor(x, dtype=dtype, device=dev).reshape(-1)
-            if x.numel() not in (1, bsz):
-                raise InputError(f"kinetic parameters have batch {x.numel()}, inputs {bsz}",
-                                 field="params_or_theta")
-            return x.expand(bsz).reshape(bsz, 1)
-
-        fb, res_d = vec(p.blood_share), vec(p.blood_residence_days)
-        phi = torch.cat([vec(p.fast_fraction), 1 - vec(p.fast_fraction)], 1)  # [B, 2]
-        rate = 1.0 / torch.cat([vec(p.fast_recovery_days), vec(p.slow_recovery_days)], 1)
-        h, delta = vec(p.baseline_loss), vec(p.chemo_rate_per_day)
-        alc0 = inputs.baseline_alc.to(dtype).reshape(bsz, 1)
-
-        # exact one-step propagator E and affine term b (per unit set point), chemo off / on
-        k_out = 1.0 / res_d
-        k_in = k_out * fb / (1 - fb)
-        a11, a12, a21, a22 = -k_out, k_in, k_out, -k_in - rate  # [B, 1|2]
-        a11, a12, a21 = (x.expand(-1, 2) for x in (a11, a12, a21))
-        e11, e12, e21, e22 = _expm2(a11, a12, a21, a22, dt)
-        src = rate * (1 - fb) * phi * alc0 / fb  # resident production at u = 1, [B, 2]
-
-        def affine(dl):  # b = (I - E_dl) x*, x* = -(A - dl I)^-1 [0, src]
-            g = torch.exp(-dl * dt)
-            b11, b22 = a11 - dl, a22 - dl
-            det = b11 * b22 - a12 * a21
-            xc, xr = a12 * src / det, -b11 * src / det  # -(A-dl)^-1 [0, src]
-            return (xc - g * (e11 * xc + e12 * xr), xr - g * (e21 * xc + e22 * xr))
-
-        bc_off, br_off = affine(torch.zeros_like(delta))
-        bc_on, br_on = affine(delta)
-
-        # events on the step grid
-        s_blood, s_res = self.fraction_survival(inputs, p)
-        step = torch.floor(inputs.fraction_days * spd + 1e-6).long()
-        valid = inputs.fraction_mask & (step >= 0) & (step < n_steps)
-        step = torch.where(valid, step, torch.zeros_like(step))
-        zero = torch.zeros(bsz, max(n_steps, 1), dtype=dtype, device=dev)
-        log_sb = zero.scatter_add(1, step, torch.where(valid, torch.log(s_blood), 0.0))
-        log_sr = zero.scatter_add(1, step, torch.where(valid, torch.log(s_res), 0.0))
-        event_steps = set(step[valid].unique().tolist())
-        start, end = self.chemo_window(inputs)
-        mid = (torch.arange(n_steps, dtype=dtype, device=dev) + 0.5) * dt
-        on = ((mid >= start[:, None]) & (mid < end[:, None])).to(dtype)  # [B, n_steps]
-        gain = torch.exp(-delta * dt * on)  # [B, n_steps]
-        chemo_steps = set(on.any(0).nonzero().flatten().tolist())
-
-        c = phi * alc0                      # blood, [B, 2]
-        r = phi * alc0 * (1 - fb) / fb      # resident
-        big_l = torch.ones_like(c)
-        cols = lambda t: t.T.unsqueeze(-1).unbind(0)
-        sb_i, sr_i = cols(torch.exp(log_sb)), cols(torch.exp(log_sr))
-        gain_i, on_i = cols(gain), cols(on)
-        dbc, dbr = bc_on - bc_off, br_on - br_off
-        bcu, bru, dbcu, dbru = bc_off, br_off, dbc, dbr  # affine terms times set point u (u = 1)
-        record = []
-        for i in range(n_steps):
-            if i % spd == 0:
-                record.append(c)
-            if i in event_steps:
-                tot = c + r
-                c, r = c * sb_i[i], r * sr_i[i]
-                big_l = big_l * (c + r) / tot
-                u = 1 - h + h * big_l
-                bcu, bru, dbcu, dbru = bc_off * u, br_off * u, dbc * u, dbr * u
-            if i in chemo_steps:  # x' = g E x + (b_off + on (b_on - b_off)) u
-                tc, tr = torch.addcmul(e11 * c, e12, r), torch.addcmul(e21 * c, e22, r)
-                c = torch.addcmul(torch.addcmul(bcu, on_i[i], dbcu), gain_i[i], tc)
-                r = torch.addcmul(torch.addcmul(bru, on_i[i], dbru), gain_i[i], tr)
-            else:  # x' = E x + b_off u
-                c, r = (torch.addcmul(torch.addcmul(bcu, e11, c), e12, r),
-                        torch.addcmul(torch.addcmul(bru, e21, c), e22, r))
-        record.append(c)
-        comp = torch.stack(record, 1)  # [B, T, 2]
-        days = torch.arange(n_days, dtype=dtype, device=dev)
+        n_steps = (n_days - 1) * self.steps_per_day
+        rates = Rates.from_params(p, inputs)                        # 1. k_out, k_in, r_p, ...
+        prop = propagator(rates, 1.0 / self.steps_per_day)          # 2. E, b
+        S_blood, S_res = self.fraction_survival(inputs, p)          # S_blood,k, S_res,k [B, K]
+        grid = StepGrid(*self.fraction_grid(inputs, S_blood, S_res, n_steps),
+                        *self.chemo_grid(inputs, rates.delta, n_steps))
+        C, L = step_loop(rates, prop, grid, n_steps, self.steps_per_day)  # 3. + 4.
+        days = torch.arange(n_days, dtype=C.dtype, device=C.device)
         return KineticsOutput(
-            alc=comp.sum(-1), days=days, alc_fast=comp[..., 0], alc_slow=comp[..., 1],
-            blood_survival=s_blood, resident_survival=s_res,
-            final_baseline_alc=(phi * (1 - h + h * big_l)).sum(-1) * alc0[:, 0],
+            alc=C.sum(-1), days=days, alc_fast=C[..., 0], alc_slow=C[..., 1],
+            blood_survival=S_blood, resident_survival=S_res,
+            final_baseline_alc=(rates.phi * set_point(L, rates.h)).sum(-1) * rates.alc0[:, 0],
         )
 
 

@@ -27,6 +27,7 @@ from lymphonet.kinetics import (
     params_to_theta,
     theta_to_params,
 )
+from lymphonet.kinetics.steps import Rates, fraction_event, propagator
 from lymphonet.schema import ctcae_grade, weekday_fraction_days
 
 F64 = torch.float64
@@ -113,6 +114,35 @@ def test_propagation_is_exact_against_ode_solver():
         x = solve_ivp(rhs, (0, 1), x, method="Radau", rtol=1e-11, atol=1e-12).y[:, -1]
         alc.append(x[:2].sum())
     np.testing.assert_allclose(out.alc[0].numpy(), alc, rtol=1e-7)
+
+
+def test_propagator_steps_match_matrix_exp_and_keep_equilibrium():
+    """Step 2 (propagator): E = exp(A dt); the pre-treatment state is a fixed point of E x + b."""
+    inp = concat_inputs([blood_single(3, 0.2, 1.0, chemo="concurrent")] * 2)
+    theta = torch.tensor([[0.0] * N_PARAMS, [0.7] * N_PARAMS], dtype=F64)
+    rates = Rates.from_params(theta_to_params(theta), inp)
+    dt = 0.25
+    prop = propagator(rates, dt)
+    for b, pop in itertools.product(range(2), range(2)):
+        k_out, k_in, r = float(rates.k_out[b, 0]), float(rates.k_in[b, 0]), float(rates.r[b, pop])
+        A = torch.tensor([[-k_out, k_in], [k_out, -k_in - r]], dtype=F64)
+        E = torch.tensor([[float(prop.E11[b, pop]), float(prop.E12[b, pop])],
+                          [float(prop.E21[b, pop]), float(prop.E22[b, pop])]], dtype=F64)
+        assert torch.allclose(E, torch.linalg.matrix_exp(A * dt), rtol=1e-12, atol=1e-14)
+    C, R = rates.initial_state()
+    assert torch.allclose(prop.E11 * C + prop.E12 * R + prop.b_off[0], C, rtol=1e-12)
+    assert torch.allclose(prop.E21 * C + prop.E22 * R + prop.b_off[1], R, rtol=1e-12)
+
+
+def test_fraction_event_updates_pools_memory_and_set_point():
+    """Step 3 (fraction_event): multiplicative kill, L_p and u_p = 1 - h + h L_p."""
+    C, R = torch.tensor([[1.0, 2.0]], dtype=F64), torch.tensor([[3.0, 6.0]], dtype=F64)
+    L, h = torch.tensor([[1.0, 0.5]], dtype=F64), torch.tensor([[0.4]], dtype=F64)
+    C2, R2, L2, u = fraction_event(C, R, L, torch.tensor([[0.5]], dtype=F64),
+                                   torch.tensor([[0.9]], dtype=F64), h)
+    assert torch.allclose(C2, C * 0.5) and torch.allclose(R2, R * 0.9)
+    assert torch.allclose(L2, L * (C2 + R2) / (C + R))
+    assert torch.allclose(u, 1 - 0.4 + 0.4 * L2)
 
 
 def test_substeps_do_not_change_daily_fractions():
