@@ -37,7 +37,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from lymphonet.errors import InputError
-    from lymphonet.evaluation.harness import evaluate_models
+    from lymphonet.evaluation.estimators import MODEL_NAMES
+    from lymphonet.evaluation.harness import EvaluationOptions, evaluate_models
     from lymphonet.evaluation.report import write_report
 
     if bool(args.model) == bool(args.config):
@@ -49,13 +50,12 @@ def run(args) -> int:
         from lymphonet.training.config import load_training_config
 
         config = load_training_config(args.config)
-    from lymphonet.evaluation.harness import MODEL_NAMES
-
     models = MODEL_NAMES if not args.models else tuple(
         m.strip() for m in args.models.split(",") if m.strip())
-    result = evaluate_models(args.cohort, checkpoint=args.model, config=config, models=models,
-                             folds=args.folds, n_boot=args.bootstrap, seed=args.seed,
-                             early_days=args.early_days, device=args.device, progress=True)
+    options = EvaluationOptions(folds=args.folds, n_boot=args.bootstrap, seed=args.seed,
+                                early_days=args.early_days, models=models, device=args.device,
+                                progress=True)
+    result = evaluate_models(args.cohort, checkpoint=args.model, config=config, options=options)
     paths = write_report(result, args.out)
     tracked = "" if args.no_tracking else _track(result, paths, args)
     _print_summary(result)

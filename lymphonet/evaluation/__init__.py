@@ -1,5 +1,10 @@
-"""Evaluation: baselines, metrics with patient-bootstrap intervals, the harness and the report.
+"""Evaluation: baselines, one estimator face for every model, the harness, metrics tables, report.
 
-Import the submodules directly (``lymphonet.evaluation.metrics`` is numpy-only and cheap;
-``harness`` pulls in torch and the training code only inside its functions).
+Modules: ``baselines`` (tabular classifiers, scikit-learn style) and ``mechanistic`` (trajectory
+baselines); ``networks`` (train / load the hybrid through ``train.py``'s loop); ``estimators``
+(:class:`~lymphonet.evaluation.estimators.FoldData` and the ``fit(fold)`` / ``predict(fold)``
+adapters of every model, registered by name); ``harness`` (the loop over folds and estimators);
+``tables`` (pooling and patient-bootstrap scoring; metric definitions are
+:mod:`lymphonet.metrics`); ``report`` (metrics.csv + HTML). Import the submodules directly; torch
+and the training code are imported inside functions.
 """

@@ -168,6 +168,26 @@ def _trajectory_figure(result, plt) -> str:
     return _png(fig)
 
 
+def _subgroup_tables(df: pd.DataFrame, look: dict, models: list[str]) -> list[str]:
+    """Per site / modality / fold tables (one section each, when the subgroups exist)."""
+    parts = []
+    for title, prefix in (("Per site", "site="), ("Per modality", "modality="),
+                          ("Per fold", "fold=")):
+        groups = sorted({g for g in df["subgroup"] if g.startswith(prefix)})
+        if not groups:
+            continue
+        rows = [(g, m) for g in groups for m in models + ["observed"]]
+        cols = list(SUBGROUP_METRICS) + [("rate_g4", "obs. rate G4")]
+        g_get = lambda r, c: look.get((r[1], c, r[0]))
+        head = "".join(f"<th>{html.escape(lbl)}</th>" for _, lbl in cols)
+        body = "".join(f"<tr><td>{html.escape(g[len(prefix):])}</td><td>{html.escape(m)}</td>"
+                       + "".join(f"<td>{_cell(g_get((g, m), c))}</td>" for c, _ in cols)
+                       + "</tr>" for g, m in rows)
+        parts.append(f"<h2>{title}</h2><table><tr><th>{prefix[:-1]}</th><th>model</th>{head}"
+                     f"</tr>{body}</table>")
+    return parts
+
+
 def render_html(result) -> str:
     """The report page for an :class:`~lymphonet.evaluation.harness.EvaluationResult`."""
     df, s = result.metrics, result.settings
@@ -207,20 +227,7 @@ def render_html(result) -> str:
                  "<p class='small'>Dots: labs; band: hybrid 90% predictive interval; dashed: "
                  "grade 3 / 4 cut-offs; dotted: last fraction.</p>"
                  + img("trajectories", "trajectories"))
-    for title, prefix in (("Per site", "site="), ("Per modality", "modality="),
-                          ("Per fold", "fold=")):
-        groups = sorted({g for g in df["subgroup"] if g.startswith(prefix)})
-        if not groups:
-            continue
-        rows = [(g, m) for g in groups for m in models + ["observed"]]
-        cols = list(SUBGROUP_METRICS) + [("rate_g4", "obs. rate G4")]
-        g_get = lambda r, c: look.get((r[1], c, r[0]))
-        head = "".join(f"<th>{html.escape(lbl)}</th>" for _, lbl in cols)
-        body = "".join(f"<tr><td>{html.escape(g[len(prefix):])}</td><td>{html.escape(m)}</td>"
-                       + "".join(f"<td>{_cell(g_get((g, m), c))}</td>" for c, _ in cols)
-                       + "</tr>" for g, m in rows)
-        parts.append(f"<h2>{title}</h2><table><tr><th>{prefix[:-1]}</th><th>model</th>{head}"
-                     f"</tr>{body}</table>")
+    parts += _subgroup_tables(df, look, models)
     pvp = [("particle_minus_photon_g3", "delta P(G>=3)"),
            ("particle_minus_photon_g4", "delta P(G4)"),
            ("particle_minus_photon_nadir", "delta nadir (10^9/L)")]

@@ -17,6 +17,8 @@ from lymphonet.evaluation.baselines import (
     DVHLogistic,
     EDICLogistic,
     KimNomogram,
+)
+from lymphonet.evaluation.mechanistic import (
     MechanisticEarlyFit,
     MechanisticPopulation,
     NadirModel,

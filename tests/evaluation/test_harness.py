@@ -10,13 +10,9 @@ import pandas as pd
 import pytest
 
 from lymphonet.cli import main
-from lymphonet.evaluation.harness import (
-    METRIC_COLUMNS,
-    MODEL_NAMES,
-    cross_validate,
-    evaluate_models,
-    score_predictions,
-)
+from lymphonet.evaluation.estimators import MODEL_NAMES
+from lymphonet.evaluation.harness import EvaluationOptions, cross_validate, evaluate_models
+from lymphonet.evaluation.tables import METRIC_COLUMNS, Predictions, score_predictions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,6 +61,46 @@ def test_hybrid_numbers_agree_with_the_training_run(trained, result):
     assert row("log_alc_rmse_all") == pytest.approx(train["log_alc_rmse_all"], rel=1e-5)
     assert row("nadir_mae") == pytest.approx(train["nadir_mae"], rel=1e-5)
     assert row("coverage") == pytest.approx(train["coverage"], rel=1e-6)
+
+
+class TrainingRate:
+    """A planted trivial estimator: every held-out plan gets the training folds' grade rates."""
+
+    name = "training_rate"
+
+    def __init__(self):
+        self.seen = []
+
+    def fit(self, fold):
+        self.rate = {ep: float(np.nanmean(fold.fit_labels[ep])) for ep in ("g3", "g4")}
+        self.seen.append((fold.fold, {p.plan_id for p in fold.fit_plans}))
+        return self
+
+    def predict(self, fold):
+        self.seen.append((fold.fold, {p.plan_id for p in fold.test_plans}))
+        n = len(fold.test_plans)
+        return Predictions(g3=np.full(n, self.rate["g3"]), g4=np.full(n, self.rate["g4"]))
+
+
+def test_a_planted_estimator_is_fitted_and_scored_in_the_loop(trained, result):
+    planted = TrainingRate()
+    opts = EvaluationOptions(n_boot=40, seed=0, models=("hybrid", "edic_logistic"))
+    res = evaluate_models(trained["root"], checkpoint=trained["ckpt"], options=opts,
+                          estimators=[planted])
+    assert list(res.predictions) == ["hybrid", "edic_logistic", "training_rate"]
+    (k_fit, fit_ids), (k_test, test_ids) = planted.seen
+    splits = pd.read_csv(trained["root"] / "splits.csv", dtype={"plan_id": str})
+    assert k_fit == k_test == 0 and test_ids == set(res.outcomes.plan_ids)
+    assert not fit_ids & test_ids and fit_ids | test_ids == set(splits.plan_id)
+    df = res.metrics
+    overall = df[(df.model == "training_rate") & (df.subgroup == "all")].set_index("metric")
+    assert overall.loc["mean_p_g3", "value"] == pytest.approx(planted.rate["g3"])
+    auroc = overall.loc["auroc_g3", "value"]
+    assert auroc == 0.5 or np.isnan(auroc)  # constant scores tie every pair
+    assert ((df.model == "training_rate - hybrid") & (df.metric == "brier_g4")).any()
+    # adding a model changes nothing else: same plans, same bootstrap replicates
+    hybrid = lambda d: d[d.model.isin(["hybrid", "observed"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(hybrid(df), hybrid(result.metrics))
 
 
 def test_scoring_is_deterministic_for_a_seed(result):
