@@ -1,11 +1,7 @@
 """Published-cohort check and population calibration of the mechanistic model.
 
-A *literature table* (CSV, one row per published observation; the shipped one is
-``lymphonet/resources/literature_cohorts.csv``, sources in ``literature_cohorts.md``) gives, for a
-cohort treated at one site with one modality, schedule and chemotherapy, one statistic of its ALC
-in a day window: ``mean_alc``, ``median_alc``, ``median_nadir`` (10^9/L) or ``fraction_below`` /
-``fraction_nadir_below`` (share of patients whose window-mean ALC / window minimum is below
-``threshold``).
+A *literature table* (:mod:`.literature_table`: one row per published observation, one ALC
+statistic of one treated cohort in a day window) is checked against the model here.
 
 For every row a *virtual cohort* is simulated (all SIMULATED, never clinical data):
 
@@ -48,20 +44,28 @@ from lymphonet.kinetics.params import (
     KineticParams,
     params_to_theta,
 )
-from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, concat_inputs
+from lymphonet.kinetics.schedule import KineticsInputs, concat_inputs
+from lymphonet.twin.literature_table import (
+    ALC_STATISTICS,
+    DATA_DIR,
+    DEFAULT_TABLE,
+    FRACTION_STATISTICS,
+    MAX_DAY,
+    OPTIONAL_COLUMNS,
+    STATISTICS,
+    TABLE_COLUMNS,
+    load_table,
+    validate_table,
+)
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "resources"
-DEFAULT_TABLE = DATA_DIR / "literature_cohorts.csv"
+__all__ = ["ALC_STATISTICS", "BASELINE_ALC_LOG_SD", "BASELINE_ALC_MEDIAN", "DATA_DIR",
+           "DEFAULT_N", "DEFAULT_PARAMS", "DEFAULT_TABLE", "FRACTION_STATISTICS", "MAX_DAY",
+           "OPTIONAL_COLUMNS", "STATISTICS", "TABLE_COLUMNS", "THETA_SD", "VirtualCohort",
+           "build_virtual_cohort", "literature_check", "load_params", "load_table",
+           "plot_report", "predict_table", "row_statistics", "simulate_alc", "theta_of",
+           "validate_table"]
+
 DEFAULT_PARAMS = DATA_DIR / "population_params.json"
-
-TABLE_COLUMNS = ("id", "site", "modality", "n_fractions", "dose_per_fraction_gy", "chemo",
-                 "statistic", "day_from", "day_to", "threshold", "value", "n", "source")
-#: Optional columns: baseline ALC median of the cohort (10^9/L), photon technique override.
-OPTIONAL_COLUMNS = ("baseline_alc_median", "technique")
-ALC_STATISTICS = ("mean_alc", "median_alc", "median_nadir")
-FRACTION_STATISTICS = ("fraction_below", "fraction_nadir_below")
-STATISTICS = ALC_STATISTICS + FRACTION_STATISTICS
-MAX_DAY = 730
 
 #: Baseline ALC of virtual patients: log-normal median (10^9/L) and log-sd (lymphonet assumption
 #: for adults starting RT; e.g. Campian et al. 2013 report mean pre-RT counts of 1.4-1.8 with
@@ -76,84 +80,6 @@ THETA_SD = {"alpha_per_gy": 0.5, "blood_share": 0.8, "fast_fraction": 0.3,
             "chemo_rate_per_day": 1.2}
 #: Unit used when a row gives no cohort size.
 DEFAULT_N = 20
-
-
-# ----------------------------------------------------------------------------- table
-def _err(msg, path, row_id=None, column=None):
-    return InputError(msg, patient=row_id, file=path, field=column)
-
-
-def validate_table(table: pd.DataFrame, path=None, require_value: bool = True) -> pd.DataFrame:
-    """Check a literature table and return a clean copy (typed columns, optional columns added).
-
-    Raises:
-        InputError: naming the file, the row ``id`` (as patient) and the column.
-    """
-    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
-    if missing:
-        raise _err(f"literature table lacks columns {missing}", path, column=missing[0])
-    from lymphonet.twin.sites import SITES
-
-    df = table.copy()
-    for c in OPTIONAL_COLUMNS:
-        if c not in df.columns:
-            df[c] = np.nan
-    df["id"] = df["id"].astype(str).str.strip()
-    if (df["id"] == "").any() or df["id"].duplicated().any():
-        dup = df["id"][df["id"].duplicated() | (df["id"] == "")].iloc[0]
-        raise _err("row ids must be unique and non-empty", path, dup, "id")
-    for c in ("n_fractions", "dose_per_fraction_gy", "day_from", "day_to", "threshold", "value",
-              "n", "baseline_alc_median"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
-    for _, r in df.iterrows():
-        rid = r["id"]
-        if r["site"] not in SITES:
-            raise _err(f"unknown site {r['site']!r}; expected one of {sorted(SITES)}", path, rid,
-                       "site")
-        if r["modality"] not in SITES[r["site"]].modalities:
-            raise _err(f"modality {r['modality']!r} not available for {r['site']}", path, rid,
-                       "modality")
-        if not (r["n_fractions"] >= 1 and float(r["n_fractions"]).is_integer()):
-            raise _err("n_fractions must be a whole number >= 1", path, rid, "n_fractions")
-        if not r["dose_per_fraction_gy"] > 0:
-            raise _err("dose_per_fraction_gy must be > 0", path, rid, "dose_per_fraction_gy")
-        if str(r["chemo"]) not in CHEMO_CODES:
-            raise _err(f"chemo must be one of {sorted(CHEMO_CODES)}", path, rid, "chemo")
-        if r["statistic"] not in STATISTICS:
-            raise _err(f"statistic must be one of {STATISTICS}", path, rid, "statistic")
-        if not (0 <= r["day_from"] <= r["day_to"] <= MAX_DAY):
-            raise _err(f"need 0 <= day_from <= day_to <= {MAX_DAY}", path, rid, "day_from")
-        is_frac = r["statistic"] in FRACTION_STATISTICS
-        if is_frac and not 0 < r["threshold"] <= 5:
-            raise _err("fraction statistics need a threshold in (0, 5] x 10^9/L", path, rid,
-                       "threshold")
-        if require_value:
-            ok = (0 <= r["value"] <= 1) if is_frac else (0 < r["value"] <= 10)
-            if not ok:
-                raise _err("value out of range (fractions in [0, 1], ALC in (0, 10] x 10^9/L)",
-                           path, rid, "value")
-        if not (pd.isna(r["n"]) or r["n"] >= 1):
-            raise _err("n must be empty or >= 1", path, rid, "n")
-        if pd.isna(r["source"]) or not str(r["source"]).strip():
-            raise _err("every row needs a source", path, rid, "source")
-        b = r["baseline_alc_median"]
-        if not (pd.isna(b) or 0.1 <= b <= 10):
-            raise _err("baseline_alc_median must be in [0.1, 10] x 10^9/L", path, rid,
-                       "baseline_alc_median")
-    df["n_fractions"] = df["n_fractions"].astype(int)
-    return df.reset_index(drop=True)
-
-
-def load_table(path: str | Path = DEFAULT_TABLE, require_value: bool = True) -> pd.DataFrame:
-    """Read and validate a literature table (CSV)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("literature table not found", file=path, field="table")
-    try:
-        table = pd.read_csv(path, comment=None)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read literature table: {exc}", file=path, field="table") from exc
-    return validate_table(table, path, require_value)
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -236,6 +162,7 @@ def _phantoms(site_name: str, n_phantoms: int, seed: int, cache: dict):
     return cache[key]
 
 
+# size: public keyword API (CLI, tests): cohort size, anatomy, blood-dose engine, variability
 def build_virtual_cohort(table: pd.DataFrame, n_per_row: int = 200, *, n_phantoms: int = 6,
                          seed: int = 0, particles: int = 4000, n_quantiles: int = 32,
                          theta_sd: dict[str, float] | None = None, progress: bool = False,
@@ -251,16 +178,11 @@ def build_virtual_cohort(table: pd.DataFrame, n_per_row: int = 200, *, n_phantom
         theta_sd: Inter-patient theta sd per parameter (default :data:`THETA_SD`).
         progress: Show a progress bar.
     """
-    from lymphonet.dosimetry.plan_features import plan_features
-    from lymphonet.kinetics.simulate import kinetics_inputs
-    from lymphonet.twin.sites import SITES, plan_for_site
-
     if n_per_row < 1 or n_phantoms < 1:
         raise InputError("n_per_row and n_phantoms must be >= 1", field="n_per_row")
     sd = dict(THETA_SD if theta_sd is None else theta_sd)
     sd_vec = torch.tensor([sd.get(n, 0.0) for n in PARAM_NAMES], dtype=dtype)
-    phantom_cache: dict = {}
-    feature_cache: dict = {}
+    row_features = _RowFeatures(n_phantoms, seed, particles, n_quantiles)
     items, slices, offsets, plan_rows = [], [], [], []
     rows = list(table.iterrows())
     if progress:
@@ -269,40 +191,72 @@ def build_virtual_cohort(table: pd.DataFrame, n_per_row: int = 200, *, n_phantom
         rows = tqdm(rows, desc="virtual cohorts", unit="row")
     start = 0
     for _, row in rows:
-        site = SITES[row["site"]]
-        sched = _row_schedule(site, row)
-        tech = sched.photon_technique if row["modality"] == "photon" else row["modality"]
-        feats = []
-        for k, (sex, st) in enumerate(_phantoms(row["site"], n_phantoms, seed, phantom_cache)):
-            fkey = (row["site"], k, row["modality"], tech, sched.n_fractions,
-                    sched.dose_per_fraction_gy, sched.elective_dose_per_fraction_gy)
-            if fkey not in feature_cache:
-                plan = plan_for_site(st, site, row["modality"], schedule=sched,
-                                     technique=tech if row["modality"] == "photon" else None)
-                feature_cache[fkey] = plan_features(
-                    plan.dose, st, n_fractions=plan.n_fractions,
-                    beam_on_time_s=plan.beam_on_time_s, sex=sex, n_quantiles=n_quantiles,
-                    particles=particles, seed=seed + k, patient=f"{row['id']}/phantom{k}")
-            f = feature_cache[fkey]
-            feats.append(f)
-            plan_rows.append({"id": row["id"], "phantom": k, "sex": sex, "technique": tech,
-                              "mean_blood_dose_gy": f.mean_blood_dose_gy,
-                              "mean_body_dose_gy": f.mean_body_dose_gy})
-        rng = np.random.default_rng([seed, 7919])  # same virtual patients in every row
-        med = row["baseline_alc_median"]
-        med = BASELINE_ALC_MEDIAN if pd.isna(med) else float(med)
-        base = np.clip(med * np.exp(BASELINE_ALC_LOG_SD * rng.standard_normal(n_per_row)),
-                       0.3, 5.0)
-        which = np.arange(n_per_row) % n_phantoms
-        items.append(kinetics_inputs([feats[i] for i in which], base,
-                                     chemo=[str(row["chemo"])] * n_per_row, dtype=dtype))
-        offsets.append(torch.as_tensor(rng.standard_normal((n_per_row, N_PARAMS)), dtype=dtype)
-                       * sd_vec)
+        feats, phantom_rows = row_features(row)
+        plan_rows += phantom_rows
+        inputs, offset = _row_patients(row, feats, n_per_row, seed, sd_vec)
+        items.append(inputs)
+        offsets.append(offset)
         slices.append(slice(start, start + n_per_row))
         start += n_per_row
     n_days = int(table["day_to"].max()) + 1
     return VirtualCohort(table.reset_index(drop=True), concat_inputs(items), slices,
                          torch.cat(offsets), max(n_days, 2), pd.DataFrame(plan_rows))
+
+
+class _RowFeatures:
+    """Plan features of a row's phantoms, each (site, phantom, plan) computed once and shared
+    by the rows that plan it alike."""
+
+    def __init__(self, n_phantoms: int, seed: int, particles: int, n_quantiles: int):
+        self.n_phantoms, self.seed = n_phantoms, seed
+        self.particles, self.n_quantiles = particles, n_quantiles
+        self.phantom_cache: dict = {}
+        self.feature_cache: dict = {}
+
+    def __call__(self, row: pd.Series) -> tuple[list, list[dict]]:
+        """Features of each phantom planned as the row says, and one summary row per phantom."""
+        from lymphonet.dosimetry.plan_features import plan_features
+        from lymphonet.twin.sites import SITES, plan_for_site
+
+        site = SITES[row["site"]]
+        sched = _row_schedule(site, row)
+        tech = sched.photon_technique if row["modality"] == "photon" else row["modality"]
+        feats, plan_rows = [], []
+        phantoms = _phantoms(row["site"], self.n_phantoms, self.seed, self.phantom_cache)
+        for k, (sex, st) in enumerate(phantoms):
+            fkey = (row["site"], k, row["modality"], tech, sched.n_fractions,
+                    sched.dose_per_fraction_gy, sched.elective_dose_per_fraction_gy)
+            if fkey not in self.feature_cache:
+                plan = plan_for_site(st, site, row["modality"], schedule=sched,
+                                     technique=tech if row["modality"] == "photon" else None)
+                self.feature_cache[fkey] = plan_features(
+                    plan.dose, st, n_fractions=plan.n_fractions,
+                    beam_on_time_s=plan.beam_on_time_s, sex=sex, n_quantiles=self.n_quantiles,
+                    particles=self.particles, seed=self.seed + k,
+                    patient=f"{row['id']}/phantom{k}")
+            f = self.feature_cache[fkey]
+            feats.append(f)
+            plan_rows.append({"id": row["id"], "phantom": k, "sex": sex, "technique": tech,
+                              "mean_blood_dose_gy": f.mean_blood_dose_gy,
+                              "mean_body_dose_gy": f.mean_body_dose_gy})
+        return feats, plan_rows
+
+
+def _row_patients(row: pd.Series, feats: list, n_per_row: int, seed: int,
+                  sd_vec: torch.Tensor) -> tuple[KineticsInputs, torch.Tensor]:
+    """Kinetics inputs and theta offsets of a row's virtual patients: the same baselines, z and
+    phantom indices in every row (common random numbers); ``feats`` holds one entry per phantom."""
+    from lymphonet.kinetics.simulate import kinetics_inputs
+
+    rng = np.random.default_rng([seed, 7919])  # same virtual patients in every row
+    med = row["baseline_alc_median"]
+    med = BASELINE_ALC_MEDIAN if pd.isna(med) else float(med)
+    base = np.clip(med * np.exp(BASELINE_ALC_LOG_SD * rng.standard_normal(n_per_row)), 0.3, 5.0)
+    which = np.arange(n_per_row) % len(feats)
+    inputs = kinetics_inputs([feats[i] for i in which], base,
+                             chemo=[str(row["chemo"])] * n_per_row, dtype=sd_vec.dtype)
+    offsets = torch.as_tensor(rng.standard_normal((n_per_row, N_PARAMS)), dtype=sd_vec.dtype)
+    return inputs, offsets * sd_vec
 
 
 # ----------------------------------------------------------------------------- prediction

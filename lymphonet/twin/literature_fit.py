@@ -108,6 +108,7 @@ class TableFit:
                 "lab_sigma": self.lab_sigma}
 
 
+# size: independent fit options by name (prior, surrogate width, optional lab term, optimiser)
 def calibrate_to_table(cohort: VirtualCohort, fit_names=FIT_NAMES, *,
                        theta0: torch.Tensor | None = None,
                        prior_sd: float | dict[str, float] | None = None,
@@ -136,63 +137,92 @@ def calibrate_to_table(cohort: VirtualCohort, fit_names=FIT_NAMES, *,
     """
     from scipy.optimize import minimize
 
-    from lymphonet.kinetics.calibrate import log_likelihood
-
     names = [param_spec(n).name for n in fit_names]
     idx = [PARAM_NAMES.index(n) for n in names]
     base = torch.zeros(N_PARAMS, dtype=torch.float64) if theta0 is None else theta0.double()
-    sd_map = FIT_PRIOR_SD if prior_sd is None else prior_sd
-    sd = torch.tensor([sd_map.get(n, 2.0) if isinstance(sd_map, dict) else float(sd_map)
-                       for n in names], dtype=torch.float64)
-    target, weight = residual_weights(cohort.table)
-    model = LymphocyteKinetics(n_days=cohort.n_days)
-    lab_model = None
-    if labs is not None:
-        lab_days = math.ceil(float(labs[1].days[labs[1].mask].max())) + 2
-        lab_model = LymphocyteKinetics(n_days=max(lab_days, 2))
-
-    def objective(z: torch.Tensor) -> torch.Tensor:
-        th = expand_theta(z, names, base)
-        pred = row_statistics(simulate_alc(cohort, th, model), cohort, smooth_tau)
-        r = transform_predictions(pred, cohort.table) - target
-        loss = 0.5 * (weight * r**2).sum() + 0.5 * ((z / sd) ** 2).sum()
-        if labs is not None:
-            inp, obs = labs
-            out = lab_model(inp, th.expand(inp.batch_size, N_PARAMS))
-            loss = loss - log_likelihood(out.alc, out.days, obs, lab_sigma).sum()
-        return loss
-
-    n_evals = 0
-
-    def fun(x):
-        nonlocal n_evals
-        n_evals += 1
-        z = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        loss = objective(z)
-        (g,) = torch.autograd.grad(loss, z)
-        return float(loss.detach()), g.numpy().astype(float)
-
+    fun = _TableObjective(cohort, names, base, _prior_sd(names, prior_sd), smooth_tau, labs,
+                          lab_sigma)
     x0 = base[idx].numpy().copy()
     loss0 = fun(x0)[0]
     res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(-8.0, 8.0)] * len(names),
                    options={"maxiter": max_iter, "gtol": gtol, "ftol": ftol})
     theta_hat = expand_theta(torch.as_tensor(res.x, dtype=torch.float64), names, base)
     phys = theta_to_tensor(theta_hat)
+    return TableFit(
+        names=names, theta=[float(res.x[i]) for i in range(len(names))],
+        params={n: float(phys[i]) for i, n in enumerate(PARAM_NAMES)},
+        prior_at_fit={s.name: s.prior for s in PARAM_SPECS},
+        report=_fit_report(cohort, fun.model, base, theta_hat),
+        loss_before=float(loss0), loss_after=float(res.fun), converged=bool(res.success),
+        n_evals=fun.n_evals, message=str(res.message), lab_sigma=lab_sigma if labs else None)
+
+
+def _prior_sd(names: list[str], prior_sd: float | dict[str, float] | None) -> torch.Tensor:
+    """Prior sd of each fitted theta (a number, a dict with 2.0 for missing names, or None for
+    :data:`FIT_PRIOR_SD`)."""
+    sd_map = FIT_PRIOR_SD if prior_sd is None else prior_sd
+    return torch.tensor([sd_map.get(n, 2.0) if isinstance(sd_map, dict) else float(sd_map)
+                         for n in names], dtype=torch.float64)
+
+
+@dataclass
+class _TableObjective:
+    """The fit objective of :func:`calibrate_to_table` as scipy wants it: ``x -> (loss, grad)``
+    over the fitted theta, counting its evaluations."""
+
+    cohort: VirtualCohort
+    names: list[str]
+    base: torch.Tensor
+    sd: torch.Tensor
+    smooth_tau: float
+    labs: tuple[KineticsInputs, object] | None
+    lab_sigma: float
+    n_evals: int = 0
+
+    def __post_init__(self) -> None:
+        self.target, self.weight = residual_weights(self.cohort.table)
+        self.model = LymphocyteKinetics(n_days=self.cohort.n_days)
+        self.lab_model = None
+        if self.labs is not None:
+            obs = self.labs[1]
+            lab_days = math.ceil(float(obs.days[obs.mask].max())) + 2
+            self.lab_model = LymphocyteKinetics(n_days=max(lab_days, 2))
+
+    def loss(self, z: torch.Tensor) -> torch.Tensor:
+        """Weighted table residuals + Gaussian prior (+ lab negative log-likelihood)."""
+        from lymphonet.kinetics.calibrate import log_likelihood
+
+        th = expand_theta(z, self.names, self.base)
+        pred = row_statistics(simulate_alc(self.cohort, th, self.model), self.cohort,
+                              self.smooth_tau)
+        r = transform_predictions(pred, self.cohort.table) - self.target
+        loss = 0.5 * (self.weight * r**2).sum() + 0.5 * ((z / self.sd) ** 2).sum()
+        if self.labs is not None:
+            inp, obs = self.labs
+            out = self.lab_model(inp, th.expand(inp.batch_size, N_PARAMS))
+            loss = loss - log_likelihood(out.alc, out.days, obs, self.lab_sigma).sum()
+        return loss
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        self.n_evals += 1
+        z = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        loss = self.loss(z)
+        (g,) = torch.autograd.grad(loss, z)
+        return float(loss.detach()), g.numpy().astype(float)
+
+
+def _fit_report(cohort: VirtualCohort, model: LymphocyteKinetics, base: torch.Tensor,
+                theta_hat: torch.Tensor) -> pd.DataFrame:
+    """Per row: published value, exact predictions before and after the fit, their errors."""
     with torch.no_grad():
         before = row_statistics(simulate_alc(cohort, base, model), cohort).numpy()
         after = row_statistics(simulate_alc(cohort, theta_hat, model), cohort).numpy()
     t = cohort.table
-    report = pd.DataFrame({"id": t["id"], "statistic": t["statistic"], "published": t["value"],
-                           "before": before, "after": after,
-                           "abs_error_before": np.abs(before - t["value"]),
-                           "abs_error_after": np.abs(after - t["value"]), "n": t["n"],
-                           "source": t["source"]})
-    return TableFit(
-        names=names, theta=[float(res.x[i]) for i in range(len(names))],
-        params={n: float(phys[i]) for i, n in enumerate(PARAM_NAMES)},
-        prior_at_fit={s.name: s.prior for s in PARAM_SPECS}, report=report,
-        loss_before=float(loss0), loss_after=float(res.fun), converged=bool(res.success),
-        n_evals=n_evals, message=str(res.message), lab_sigma=lab_sigma if labs else None)
+    return pd.DataFrame({"id": t["id"], "statistic": t["statistic"], "published": t["value"],
+                         "before": before, "after": after,
+                         "abs_error_before": np.abs(before - t["value"]),
+                         "abs_error_after": np.abs(after - t["value"]), "n": t["n"],
+                         "source": t["source"]})
 
 
 def write_params_json(fit: TableFit, path: str | Path, *, table_path=None, n_per_row=None,

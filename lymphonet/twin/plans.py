@@ -256,6 +256,7 @@ _DEFAULT_ANGLES = {"3dcrt": (0.0, 90.0, 180.0, 270.0),
                    "carbon": (180.0, 135.0)}
 
 
+# size: keyword options mirror the Plan fields they set (site, schedule, chemo are only recorded)
 def make_plan(
     structures: StructureSet,
     *,
@@ -294,6 +295,26 @@ def make_plan(
     Raises:
         InputError: unknown modality or technique, missing or empty ``target``, bad fractionation.
     """
+    technique = _checked_technique(structures, modality, technique, n_fractions,
+                                   dose_per_fraction_gy)
+    angles = tuple(float(a) for a in (beam_angles_deg or _DEFAULT_ANGLES[technique]))
+    elective_gy = (None if elective_dose_per_fraction_gy is None
+                   else n_fractions * elective_dose_per_fraction_gy)
+    dose_gy = _prescribed_dose(structures, angles, modality, technique,
+                               n_fractions * dose_per_fraction_gy, elective_gy)
+    grid = structures.grid
+    dose = Volume(dose_gy.astype(np.float32), grid.spacing_mm, grid.origin_mm, grid.direction,
+                  "Gy", {"simulated": True, "modality": modality, "technique": technique})
+    t_on = (beam_on_time_s if beam_on_time_s is not None
+            else default_beam_on_time_s(technique, dose_per_fraction_gy))
+    return Plan(dose, modality, technique, int(n_fractions), float(dose_per_fraction_gy),
+                float(t_on), angles, site, schedule, bool(concurrent_chemo), chemo_regimen)
+
+
+def _checked_technique(structures: StructureSet, modality: str, technique: str | None,
+                       n_fractions: int, dose_per_fraction_gy: float) -> str:
+    """The technique to plan with (photons: default ``imrt``; particles: the particle name),
+    after checking modality, technique, fractionation and the ``body``/``target`` masks."""
     if modality not in ("photon",) + PARTICLES:
         raise InputError(f"unknown modality {modality!r}; expected photon, proton or carbon",
                          field="modality")
@@ -308,26 +329,22 @@ def make_plan(
         if name not in structures or not structures[name].any():
             raise InputError(f"the phantom has no (or an empty) {name!r} structure",
                              file=structures.source, field=name)
-    angles = tuple(float(a) for a in (beam_angles_deg or _DEFAULT_ANGLES[technique]))
+    return technique
+
+
+def _prescribed_dose(structures: StructureSet, angles: tuple[float, ...], modality: str,
+                     technique: str, rx_gy: float, elective_gy: float | None) -> np.ndarray:
+    """Course dose (Gy) with mean ``rx_gy`` in ``target`` and, for a simultaneous integrated
+    boost, mean ``elective_gy`` in ``target_elective`` (one level if that is unreachable)."""
     target = structures["target"]
-    rx_gy = n_fractions * dose_per_fraction_gy
     boost = _beam_set(structures, angles, modality, technique, target)
-    if elective_dose_per_fraction_gy is None or "target_elective" not in structures:
-        dose_gy = boost * (rx_gy / boost[target].mean())
-    else:
-        elective = structures["target_elective"] & ~target
-        union = _beam_set(structures, angles, modality, technique, target | elective)
-        m = np.array([[union[target].mean(), boost[target].mean()],
-                      [union[elective].mean(), boost[elective].mean()]])
-        want = np.array([rx_gy, n_fractions * elective_dose_per_fraction_gy])
-        a, b = np.linalg.solve(m, want)
-        if b < 0 or a < 0:  # the elective level is unreachable: fall back to one level
-            a, b = 0.0, rx_gy / boost[target].mean()
-        dose_gy = a * union + b * boost
-    grid = structures.grid
-    dose = Volume(dose_gy.astype(np.float32), grid.spacing_mm, grid.origin_mm, grid.direction,
-                  "Gy", {"simulated": True, "modality": modality, "technique": technique})
-    t_on = (beam_on_time_s if beam_on_time_s is not None
-            else default_beam_on_time_s(technique, dose_per_fraction_gy))
-    return Plan(dose, modality, technique, int(n_fractions), float(dose_per_fraction_gy),
-                float(t_on), angles, site, schedule, bool(concurrent_chemo), chemo_regimen)
+    if elective_gy is None or "target_elective" not in structures:
+        return boost * (rx_gy / boost[target].mean())
+    elective = structures["target_elective"] & ~target
+    union = _beam_set(structures, angles, modality, technique, target | elective)
+    m = np.array([[union[target].mean(), boost[target].mean()],
+                  [union[elective].mean(), boost[elective].mean()]])
+    a, b = np.linalg.solve(m, np.array([rx_gy, elective_gy]))
+    if b < 0 or a < 0:  # the elective level is unreachable: fall back to one level
+        a, b = 0.0, rx_gy / boost[target].mean()
+    return a * union + b * boost

@@ -14,7 +14,7 @@ from lymphonet.errors import InputError
 from lymphonet.io.cohort import load_cohort
 from lymphonet.io.loaders import read_dose, read_structures
 from lymphonet.kinetics import PARAM_NAMES
-from lymphonet.twin.cohort import simulate_cohort, simulate_patient, true_trajectories
+from lymphonet.twin.cohort import simulate_cohort
 from lymphonet.twin.covariates import (
     DEMOGRAPHICS,
     _posterior_midline,
@@ -23,6 +23,7 @@ from lymphonet.twin.covariates import (
     dose_shift,
     draw_clinical,
 )
+from lymphonet.twin.patient import simulate_patient, true_trajectories
 from lymphonet.twin.sites import site_phantom
 
 SPACING = 8.0  # coarse grid: fast; the physics is the same
