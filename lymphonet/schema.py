@@ -71,9 +71,9 @@ KNOWN_SITES: tuple[str, ...] = ("esophagus", "lung", "lung_sbrt", "liver", "panc
 #: Columns of a score file (``lymphonet score``), one row per manifest row. ALC in 10^9/L, days
 #: from the first fraction, doses in Gy for the course.
 SCORE_COLUMNS: tuple[str, ...] = (
-    "patient_id", "plan_id", "model_version", "predicted_nadir", "nadir_day", "p_grade3plus",
-    "p_grade4", "nadir_lower", "nadir_upper", "mean_body_dose_gy", "edic_gy",
-    "mean_blood_dose_gy", "status", "error")
+    "patient_id", "plan_id", "model_version", "input_sha256", "predicted_nadir", "nadir_day",
+    "p_grade3plus", "p_grade4", "nadir_lower", "nadir_upper", "mean_body_dose_gy", "edic_gy",
+    "mean_blood_dose_gy", "status", "error", "warnings")
 #: Columns of a trajectory file: one row per plan and day (ALC and its interval in 10^9/L).
 TRAJECTORY_COLUMNS: tuple[str, ...] = ("plan_id", "day", "alc", "lower", "upper")
 _MISSING_TOKENS = {"", "nan", "na", "n/a", "null", "<na>"}

@@ -230,13 +230,13 @@ def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
     data_cfg = from_dict(DataConfig, config.get("data"), where="config.data")
     model_cfg = from_dict(ModelConfig, config.get("model"), where="config.model")
     encoder = ClinicalEncoder.from_dict(read_json(folder / "clinical_encoder.json"))
+    state = _read_weights(folder / "weights.pt")
     try:
-        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
         model = HybridModel(cfg=model_cfg, **meta["inputs"]["model_inputs"])
         model.load_state_dict(state)
-    except (RuntimeError, KeyError, OSError) as err:
+    except (RuntimeError, KeyError, TypeError) as err:
         raise InputError(f"weights do not fit the configured model ({err})",
-                         file=folder / "weights.pt", field="weights") from None
+                         file="weights.pt", field="weights") from None
     weights_sha = digests.get("weights.pt") or sha256_file(folder / "weights.pt")
     version = f"{meta['versions']['lymphonet']}+{weights_sha[:12]}"
     if meta.get("model_version") not in (None, version):
@@ -246,3 +246,19 @@ def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
     return Bundle(folder, model.eval(), data_cfg, encoder, meta, version)
 
 
+def _read_weights(path: Path) -> dict:
+    """A state dict of plain tensors; anything else (a pickle with code, a damaged file) is an
+    InputError and nothing in it runs (``torch.load(weights_only=True)``)."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        kind = type(err).__name__
+        raise InputError(f"weights.pt is not a plain tensor file ({kind}): it was refused "
+                         "unread, since loading it fully could run code; re-export the bundle "
+                         "from a trusted checkpoint", file="weights.pt", field="weights") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError("weights.pt does not hold a state dict of tensors", file="weights.pt",
+                         field="weights")
+    return state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -21,19 +22,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prescription-gy", type=float, default=None,
                    help="needed only for RTDOSE with DoseUnits RELATIVE")
     p.add_argument("--fractions", type=int, default=None,
-                   help="number of fractions: adds EDIC (needs lungs, heart, body)")
+                   help="number of fractions: adds EDIC (needs lungs, heart, body) and scales a "
+                        "FRACTION RTDOSE to the course")
+    p.add_argument("--max-dose-gy", type=float, default=None,
+                   help="plausibility limit of the course maximum (default 150 Gy; raise only "
+                        "for brachytherapy-like doses)")
     p.add_argument("--out", type=Path, default=None, help="CSV path (default: print to stdout)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from lymphonet.dosimetry.dvh import dvh_table
-    from lymphonet.io.loaders import canonicalise, read_dose, read_structures
+    from lymphonet.errors import InputError
+    from lymphonet.io.loaders import MAX_COURSE_DOSE_GY, canonicalise, read_dose, read_structures
+    from lymphonet.io.plan import check_dose_consistency
 
-    dose = read_dose(args.dose, prescription_gy=args.prescription_gy)
+    if args.fractions is not None and args.fractions < 1:
+        raise InputError(f"must be an integer >= 1, got {args.fractions}", field="--fractions")
+    dose = read_dose(args.dose, prescription_gy=args.prescription_gy, n_fractions=args.fractions,
+                     max_dose_gy=args.max_dose_gy or MAX_COURSE_DOSE_GY)
     raw = read_structures(args.structures, dose, canonical=False)
+    if not any(m.any() for m in raw.masks.values()):
+        raise InputError("no structure has a voxel on the dose grid: the structures and the dose "
+                         "do not overlap (another patient, frame of reference or grid?)",
+                         file=args.structures.name, field="structures")
     canonical = canonicalise(raw, args.structure_map)
+    if "body" in canonical:
+        check_dose_consistency(dose, canonical, None, structures_file=args.structures.name)
     table = dvh_table(dose, raw if args.raw_names else canonical)
+    empty = table.loc[table["empty"], "structure"].tolist()
+    if empty:
+        print(f"warning: {len(empty)} structure(s) have no voxel on the dose grid (rows marked "
+              f"empty, statistics NaN): {', '.join(map(str, empty))}", file=sys.stderr)
     if args.fractions is not None:
         from lymphonet.dosimetry.edic import edic_from_structures
 

@@ -100,7 +100,8 @@ def load_cached_image(path: Path, config: DataConfig) -> tuple[np.ndarray, np.nd
 def preprocess_plan(record: PlanRecord, root: Path, config: DataConfig) -> dict[str, np.ndarray]:
     """Cache content of one plan: ``dose_gy`` float16 ``[D, H, W]``, ``masks`` (bit-packed bool
     ``[C_m, D, H, W]``), ``origin_mm`` and the plan features (``feat_*``)."""
-    plan = read_plan(record, root, default_beam_on_time_s=config.default_beam_on_time_s)
+    plan = read_plan(record, root, default_beam_on_time_s=config.default_beam_on_time_s,
+                     max_dose_gy=config.max_dose_gy)
     feats = features_of_plan(plan, n_quantiles=config.n_quantiles,
                              particles=config.blood_particles, seed=config.feature_seed)
     image, origin = image_from_plan(plan.dose, plan.structures, config, record.patient_id)

@@ -41,6 +41,8 @@ class DataConfig:
         feature_seed: Seed of the blood-dose engine (features are reproducible).
         default_beam_on_time_s: Beam-on time per fraction (s) for plans whose manifest gives
             none; None makes a missing value an error naming the plan.
+        max_dose_gy: Plausibility limit of a course's maximum dose (Gy); a higher dose is refused
+            (raise it only for brachytherapy-like doses).
         cache_dir: Cache folder; None = ``<cohort folder>/.cache/lymphonet``.
         preprocess_workers: Processes for the first (uncached) preprocessing pass.
         augment: Whether the trainer augments its *training* set (``PlanDataset(...,
@@ -66,6 +68,7 @@ class DataConfig:
     blood_particles: int = 20_000
     feature_seed: int = 0
     default_beam_on_time_s: float | None = None
+    max_dose_gy: float = 150.0
     cache_dir: str | None = None
     preprocess_workers: int = 1
     augment: bool = False

@@ -218,6 +218,9 @@ def convert_labs(path: str | Path, pseudo: Pseudonymizer, *, config: LabConfig |
         report(bad_unit & (unit == u), "lab_rows_unusable",
                f"unit {u or '(missing)'!r} not converted (never guessed); rows not used")
     report(relevant & value.isna(), "lab_rows_unusable", "value is not a number; rows not used")
+    negative = relevant & value.notna() & (value < 0)
+    report(negative, "lab_rows_unusable", "negative count; rows not used")
+    value = value.where(~negative)
     report(relevant & (pid == ""), "lab_rows_unusable", "patient id missing; rows not used")
     counts["lab_values_censored"] = int((relevant & censored & value.notna()).sum())
     day = _days(table, raw, cfg, start_dates, path)

@@ -95,8 +95,10 @@ def read_table(path: str | Path, *, field: str = "manifest") -> pd.DataFrame:
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pd.read_parquet(path)
         elif path.suffix.lower() in (".csv", ".txt", ".tsv"):
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            _refuse_duplicate_columns(path, sep, field)
             table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                                sep="\t" if path.suffix.lower() == ".tsv" else ",")
+                                sep=sep)
         else:
             raise InputError("unsupported table format; use .csv or .parquet", file=path,
                              field=field)
@@ -107,6 +109,20 @@ def read_table(path: str | Path, *, field: str = "manifest") -> pd.DataFrame:
                          field=field) from None
     table.columns = [str(c).strip() for c in table.columns]
     return table.astype(object).where(table.notna(), None)
+
+
+def _refuse_duplicate_columns(path: Path, sep: str, field: str) -> None:
+    """InputError when a header names a column twice (pandas would silently rename one)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = [c.strip() for c in next(csv.reader(fh, delimiter=sep), [])]
+    seen: set[str] = set()
+    for name in header:
+        if name in seen and name:
+            raise InputError(f"column {name!r} appears more than once in the header; keep one",
+                             file=path, field=name)
+        seen.add(name)
 
 
 def _require_columns(table: pd.DataFrame, required: Iterable[str], path: Path) -> None:

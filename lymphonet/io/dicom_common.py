@@ -39,8 +39,12 @@ def read_dataset(path: str | Path, *, patient: str | None = None,
     from pydicom.errors import InvalidDicomError
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError("is a folder, not a DICOM file", patient=patient, file=path)
     if not path.is_file():
         raise InputError("file does not exist", patient=patient, file=path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)", patient=patient, file=path)
     try:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)

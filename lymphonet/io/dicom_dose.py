@@ -75,7 +75,10 @@ def read_rtdose(path: str | Path, *, prescription_gy: float | None = None,
     factor = _unit_factor(ds, prescription_gy, path, patient)
 
     stored = _pixels(ds, path, patient)
-    scaling = float(to_floats(ds.get("DoseGridScaling", 1.0), "DoseGridScaling", path, patient,
+    if ds.get("DoseGridScaling", None) in (None, ""):
+        raise InputError("DoseGridScaling is missing: the stored pixel values cannot be converted "
+                         "to dose (DICOM requires it for RTDOSE)", field="DoseGridScaling", **ctx)
+    scaling = float(to_floats(ds.get("DoseGridScaling"), "DoseGridScaling", path, patient,
                               n=1)[0])
     if not np.isfinite(scaling) or scaling <= 0:
         raise InputError(f"DoseGridScaling must be a positive number, got {scaling}",

@@ -257,12 +257,12 @@ def _check_frame_of_reference(ds: Any, grid: Volume, names: dict[int, str],
     for number in sorted(with_contours):
         roi_for = per_roi.get(number)
         if roi_for is not None and roi_for != grid_for:
-            raise GeometryError(f"ROI {names.get(number, number)!r} is in frame of reference "
-                                f"{roi_for}, the dose grid in {grid_for}",
-                                field="FrameOfReferenceUID", **ctx)
+            raise GeometryError(f"ROI {names.get(number, number)!r} is in another frame of "
+                                "reference than the dose grid (the structures belong to another "
+                                "scan or patient)", field="FrameOfReferenceUID", **ctx)
     set_level = {uid_str(it.get("FrameOfReferenceUID"))
                  for it in ds.get("ReferencedFrameOfReferenceSequence", None) or []} - {None}
     if not any(per_roi.get(n) for n in with_contours) and set_level and grid_for not in set_level:
-        raise GeometryError(f"structure set frame(s) of reference {sorted(set_level)} do not "
-                            f"include the dose grid's {grid_for}", field="FrameOfReferenceUID",
-                            **ctx)
+        raise GeometryError("the structure set's frame(s) of reference do not include the dose "
+                            "grid's (the structures belong to another scan or patient)",
+                            field="FrameOfReferenceUID", **ctx)

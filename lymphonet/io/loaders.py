@@ -43,27 +43,93 @@ def _looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+#: Largest plausible maximum of a course dose (Gy) for external-beam plans. A higher maximum is
+#: refused (most often a dose in cGy read as Gy); brachytherapy users raise it explicitly
+#: (``max_dose_gy`` / ``--max-dose-gy`` / ``data.max_dose_gy``).
+MAX_COURSE_DOSE_GY = 150.0
+
+
 def read_dose(path: str | Path, *, patient: str | None = None,
-              prescription_gy: float | None = None) -> Volume:
+              prescription_gy: float | None = None, n_fractions: int | None = None,
+              max_dose_gy: float = MAX_COURSE_DOSE_GY) -> Volume:
     """Read a total-course dose in Gy from DICOM RTDOSE or a NIfTI / NRRD / MHA volume.
 
+    The one place a dose enters lymphonet, so the unit and plausibility checks live here:
+
+    * RTDOSE ``DoseSummationType`` ``FRACTION`` (one fraction's dose) is scaled to the course with
+      ``n_fractions`` (refused without it) and the volume's metadata says so; ``BEAM`` (one beam
+      of several) is refused: sum the beams first (``lymphonet ingest`` does).
+    * A dose whose maximum exceeds ``max_dose_gy`` is refused (a cGy file read as Gy), and so is
+      an all-zero dose.
+
+    Args:
+        path: Dose file (or DICOM RTDOSE).
+        patient: Patient id for error messages.
+        prescription_gy: Course prescription (Gy); scales RELATIVE RTDOSE units.
+        n_fractions: Fractions of the course, to scale a FRACTION dose.
+        max_dose_gy: Plausibility limit of the course maximum (Gy).
+
     Raises:
-        InputError: Unknown format, unreadable file, wrong units or non-finite dose.
+        InputError: Unknown format, unreadable file, wrong units, non-finite, implausible or
+            all-zero dose, a summation type that is not the course.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError("is a folder, not a dose file (give the RTDOSE file or the volume)",
+                         patient=patient, file=path, field="dose_path")
     if not path.exists():
         raise InputError("file not found", patient=patient, file=path, field="dose_path")
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)", patient=patient, file=path, field="dose_path")
     kind = _kind(path)
     if kind == "volume":
         from lymphonet.io.nifti import read_volume
 
-        return read_volume(path, units="Gy", patient=patient)
-    if kind == "dicom":
+        dose = read_volume(path, units="Gy", patient=patient)
+    elif kind == "dicom":
         from lymphonet.io.dicom import read_rtdose
 
-        return read_rtdose(path, prescription_gy=prescription_gy, patient=patient)
-    raise InputError(f"unknown dose format (expected DICOM RTDOSE or one of {VOLUME_SUFFIXES})",
-                     patient=patient, file=path, field="dose_path")
+        dose = read_rtdose(path, prescription_gy=prescription_gy, patient=patient)
+        dose = _course_dose(dose, n_fractions, patient=patient, path=path)
+    else:
+        raise InputError(f"unknown dose format (expected DICOM RTDOSE or one of "
+                         f"{VOLUME_SUFFIXES})", patient=patient, file=path, field="dose_path")
+    return check_dose_plausible(dose, max_dose_gy=max_dose_gy, patient=patient, path=path)
+
+
+def _course_dose(dose: Volume, n_fractions: int | None, *, patient, path) -> Volume:
+    """An RTDOSE as the whole course: FRACTION x n_fractions; BEAM refused."""
+    kind = dose.metadata.get("DoseSummationType")
+    if kind == "BEAM":
+        raise InputError("DoseSummationType is BEAM: this is one beam's dose, not the course; "
+                         "sum the beam doses (lymphonet ingest does) or export the PLAN dose",
+                         patient=patient, file=path, field="DoseSummationType")
+    if kind != "FRACTION":
+        return dose
+    if n_fractions is None or int(n_fractions) < 1:
+        raise InputError("DoseSummationType is FRACTION (one fraction's dose) and the number of "
+                         "fractions is not known here, so the course dose cannot be formed",
+                         patient=patient, file=path, field="DoseSummationType")
+    log.warning("%s: FRACTION dose scaled to the course (x %d fractions)", patient or "dose",
+                int(n_fractions))
+    meta = dict(dose.metadata, course_scaling=f"FRACTION dose x {int(n_fractions)} fractions")
+    return Volume(dose.array * np.float32(n_fractions), dose.spacing_mm, dose.origin_mm,
+                  dose.direction, units="Gy", metadata=meta)
+
+
+def check_dose_plausible(dose: Volume, *, max_dose_gy: float = MAX_COURSE_DOSE_GY,
+                         patient: str | None = None, path: str | Path | None = None) -> Volume:
+    """Refuse an all-zero dose and a course maximum above ``max_dose_gy`` (returns ``dose``)."""
+    peak = float(dose.array.max()) if dose.array.size else 0.0
+    if peak <= 0.0:
+        raise InputError("the dose is zero everywhere", patient=patient, file=path,
+                         field="dose_path")
+    if peak > max_dose_gy:
+        raise InputError(f"maximum dose {peak:.1f} Gy is above the plausibility limit of "
+                         f"{max_dose_gy:g} Gy for a course: is the file in cGy? (raise the limit "
+                         "with --max-dose-gy / data.max_dose_gy only for brachytherapy-like "
+                         "doses)", patient=patient, file=path, field="dose_path")
+    return dose
 
 
 def read_structures(path: str | Path, grid: Volume, *, structure_map=None,

@@ -21,8 +21,22 @@ from pathlib import Path
 import numpy as np
 
 from lymphonet.errors import InputError
+from lymphonet.io.loaders import MAX_COURSE_DOSE_GY
 from lymphonet.io.volume import StructureSet, Volume
 from lymphonet.schema import PlanRecord, default_fraction_days
+
+#: Consistency limits between the manifest's prescription and the dose file (docs/refusals.md).
+#: The course maximum must lie within this multiple of the prescription (n_fractions x
+#: dose_per_fraction_gy): below it the dose cannot have delivered the prescription; above it
+#: the schedule or the dose units are wrong (stereotactic plans prescribed to a 50% isodose reach
+#: 2.0).
+DMAX_OVER_PRESCRIPTION = (0.9, 2.5)
+#: D95 of the contoured target over the prescription (a union of simultaneous-boost levels
+#: can sit well below 1).
+TARGET_D95_OVER_PRESCRIPTION = (0.5, 1.3)
+#: Share of the integral dose that must fall inside the body contour: structures of another
+#: patient or on another grid leave the dose outside.
+MIN_DOSE_SHARE_IN_BODY = 0.5
 
 #: Volume-file suffixes whose label names may sit in a ``.json`` sidecar.
 _VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -113,13 +127,15 @@ def plan_input_files(record: PlanRecord, root: Path | None) -> list[Path]:
 
 
 def read_plan(record: PlanRecord, root: Path | None = None, *,
-              default_beam_on_time_s: float | None = None) -> Plan:
+              default_beam_on_time_s: float | None = None,
+              max_dose_gy: float = MAX_COURSE_DOSE_GY) -> Plan:
     """Read a validated manifest row's dose and structures.
 
     Args:
         record: A validated manifest row.
         root: Manifest folder, for relative paths in pass-through columns (``targets_path``).
         default_beam_on_time_s: Beam-on time (s) for rows without one; None makes that an error.
+        max_dose_gy: Plausibility limit of the course maximum (Gy).
 
     Raises:
         InputError: Naming the patient, file and field of whatever is wrong.
@@ -132,7 +148,7 @@ def read_plan(record: PlanRecord, root: Path | None = None, *,
         beam_on_time_s=beam_on, structure_map=record.structure_map,
         fraction_days=record.fraction_days, prescription_gy=record.total_dose_gy,
         sex=record.sex, patient=pid, targets_path=extra_path(record, "targets_path", root),
-        beam_on_assumed=assumed)
+        beam_on_assumed=assumed, max_dose_gy=max_dose_gy)
 
 
 def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *,
@@ -141,7 +157,8 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
                     fraction_days=None, prescription_gy: float | None = None,
                     sex: str | None = None, patient: str | None = None,
                     targets_path: str | Path | None = None,
-                    beam_on_assumed: bool = False) -> Plan:
+                    beam_on_assumed: bool = False,
+                    max_dose_gy: float = MAX_COURSE_DOSE_GY) -> Plan:
     """Read a plan from its files (the command-line route; :func:`read_plan` for manifest rows).
 
     Args:
@@ -156,6 +173,11 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
         patient: Id for error messages.
         targets_path: Extra structures OR-ed into the canonical set (e.g. GTV/PTV label map).
         beam_on_assumed: Whether the beam-on time is a default rather than the plan's own.
+        max_dose_gy: Plausibility limit of the course maximum (Gy).
+
+    Raises:
+        InputError: Unreadable files, implausible dose, a prescription the dose does not bear
+            out (:func:`check_dose_consistency`), structures that miss the dose.
     """
     from lymphonet.io.loaders import read_dose, read_structures
 
@@ -171,7 +193,8 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
     if days.shape != (int(n_fractions),):
         raise InputError(f"{days.size} fraction days given for {n_fractions} fractions",
                          patient=patient, field="fraction_days")
-    dose = read_dose(dose_path, patient=patient, prescription_gy=prescription_gy)
+    dose = read_dose(dose_path, patient=patient, prescription_gy=prescription_gy,
+                     n_fractions=int(n_fractions), max_dose_gy=max_dose_gy)
     structures = read_structures(structures_path, dose, patient=patient,
                                  structure_map=structure_map)
     if targets_path is not None:
@@ -183,5 +206,52 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
     if "body" not in structures:
         raise InputError("no body contour among the structures", patient=patient,
                          file=structures_path, field="body")
+    check_dose_consistency(dose, structures, prescription_gy, patient=patient,
+                           structures_file=structures_path)
     return Plan(patient, dose, structures, int(n_fractions), days, float(beam_on_time_s),
                 beam_on_assumed, sex)
+
+
+def check_dose_consistency(dose: Volume, structures: StructureSet,
+                           prescription_gy: float | None, *, patient: str | None = None,
+                           structures_file: str | Path | None = None) -> None:
+    """Dose vs its neighbours: the structures and the prescription must describe the same plan.
+
+    * The body holds at least :data:`MIN_DOSE_SHARE_IN_BODY` of the integral dose (catches
+      structures of another patient, or shifted off the dose grid).
+    * With a prescription: the course maximum over it lies within
+      :data:`DMAX_OVER_PRESCRIPTION`, and a contoured target's D95 within
+      :data:`TARGET_D95_OVER_PRESCRIPTION` (catches a wrong fraction count or dose per fraction).
+
+    Raises:
+        GeometryError: The structures miss the dose.
+        InputError: The prescription and the dose disagree.
+    """
+    from lymphonet.errors import GeometryError
+
+    total = float(dose.array.sum(dtype=np.float64))
+    body = structures.masks.get("body")
+    inside = float(dose.array[body].sum(dtype=np.float64)) if body is not None else 0.0
+    if total > 0 and inside / total < MIN_DOSE_SHARE_IN_BODY:
+        raise GeometryError(f"only {100 * inside / total:.0f}% of the dose lies inside the body "
+                            "contour: the structures do not belong to this dose (another patient, "
+                            "another frame of reference or grid)", patient=patient,
+                            file=structures_file, field="structures_path")
+    if prescription_gy is None or not prescription_gy > 0:
+        return
+    lo, hi = DMAX_OVER_PRESCRIPTION
+    ratio = float(dose.array.max()) / prescription_gy
+    if not lo <= ratio <= hi:
+        raise InputError(f"the dose maximum is {ratio:.3g} x the prescription "
+                         f"({prescription_gy:g} Gy = n_fractions x dose_per_fraction_gy), outside "
+                         f"{lo:g}-{hi:g}: the schedule or the dose file is wrong", patient=patient,
+                         field="n_fractions")
+    target = structures.masks.get("target")
+    if target is not None and target.any():
+        lo, hi = TARGET_D95_OVER_PRESCRIPTION
+        d95 = float(np.percentile(dose.array[target], 5)) / prescription_gy
+        if not lo <= d95 <= hi:
+            raise InputError(f"the target's D95 is {d95:.3g} x the prescription "
+                             f"({prescription_gy:g} Gy), outside {lo:g}-{hi:g}: the schedule, "
+                             "the dose or the target contour is wrong", patient=patient,
+                             field="dose_per_fraction_gy")

@@ -10,7 +10,7 @@ builder the training dataset uses too.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +35,7 @@ class ScoreOptions:
         trajectories: Also return the daily trajectory with its 90% band.
         alc_unit: Unit of ``baseline_alc`` when the manifest has no unit column (None = 10^9/L).
         level: Central coverage of the intervals.
+        max_dose_gy: Plausibility limit of a course's maximum dose (Gy); None = the model's.
     """
 
     backend: Backend = "torch"
@@ -43,6 +44,7 @@ class ScoreOptions:
     trajectories: bool = False
     alc_unit: str | None = None
     level: float = 0.9
+    max_dose_gy: float | None = None
 
 
 @dataclass
@@ -56,6 +58,7 @@ class PreparedPlan:
     mean_body_dose_gy: float
     edic_gy: float
     mean_blood_dose_gy: float  # course total (per-fraction mean x fractions)
+    warnings: list[str] = field(default_factory=list)  # what was assumed for this plan
 
 
 def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOptions(),
@@ -71,7 +74,8 @@ def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOption
     """
     cfg, pid = bundle.data_config, record.patient_id
     t = [time.perf_counter()]
-    plan = read_plan(record, root, default_beam_on_time_s=cfg.default_beam_on_time_s)
+    plan = read_plan(record, root, default_beam_on_time_s=cfg.default_beam_on_time_s,
+                     max_dose_gy=options.max_dose_gy or cfg.max_dose_gy)
     t.append(time.perf_counter())
     feats = features_of_plan(plan, n_quantiles=cfg.n_quantiles,
                              particles=options.particles or cfg.blood_particles,
@@ -88,10 +92,25 @@ def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOption
     n_s = bundle.metadata["inputs"]["model_inputs"].get("n_dose_summary", 0)
     prepared = PreparedPlan(image, bundle.encoder.transform([record])[0], summary[:n_s], kin,
                             feats.mean_body_dose_gy, feats.edic_gy,
-                            feats.mean_blood_dose_gy * record.n_fractions)
+                            feats.mean_blood_dose_gy * record.n_fractions,
+                            plan_warnings(record, plan, bundle.encoder))
     if timings is not None:
         for name, a, b in zip(("read", "features", "resample"), t, t[1:]):
             timings[name] = timings.get(name, 0.0) + b - a
     return prepared
 
 
+def plan_warnings(record, plan, encoder) -> list[str]:
+    """What the score of this plan rests on that the plan did not say (documented warnings)."""
+    out = []
+    site = (record.site or "").strip().lower()
+    if site not in encoder.sites[:-1]:
+        out.append(f"site {record.site or '(none)'!r} is not one the model was trained on: "
+                   "encoded as 'other'")
+    if plan.beam_on_assumed:
+        out.append(f"beam-on time assumed {plan.beam_on_time_s:g} s per fraction (the manifest "
+                   "gives none)")
+    scaling = plan.dose.metadata.get("course_scaling")
+    if scaling:
+        out.append(f"dose scaled to the course: {scaling}")
+    return out

@@ -1,8 +1,8 @@
 """Batch risk scoring: a manifest of plans -> one output row per input row, streamed to CSV.
 
 Per row (in a worker process when ``workers > 1``): read dose + structures
-(:func:`lymphonet.dataset.read_plan`), reduce to plan features (blood-dose engine, lymphoid
-doses, dose summaries; :func:`lymphonet.features.plan_features`), resample dose and organ masks
+(:func:`lymphonet.io.plan.read_plan`), reduce to plan features (blood-dose engine, lymphoid
+doses, dose summaries; :func:`lymphonet.dosimetry.plan_features.features_of_plan`), resample dose and organ masks
 onto the model's input grid, encode the clinical row with the bundle's fitted encoder, run the
 network part (eager torch, ONNX Runtime or TorchScript) and the kinetics layer, and summarise the
 trajectory: nadir, nadir day, P(grade >= 3), P(grade 4), a 90% interval of the observed nadir.
@@ -15,12 +15,16 @@ Guarantees:
 * **Streaming**: rows are scored one at a time (``imap``, ordered) and appended to the CSV as
   they finish, so memory does not grow with the cohort; the output is re-ordered into manifest
   order at the end (a pass over the small score table only).
-* **Resume**: plans already in the output with ``status="ok"`` and the same ``model_version``
-  are skipped; error rows are retried.
+* **Resume**: plans already in the output with ``status="ok"``, the same ``model_version`` and
+  the same input key (the row's values and its files' names, sizes and mtimes) are skipped; a
+  changed row is re-scored and its old row replaced; error rows are retried.
+* **One writer**: an exclusive lock on the output refuses a concurrent run; a plan's trajectory
+  is flushed before its score row (:mod:`lymphonet.scoring.output`).
 * **Determinism**: the blood-dose engine has a fixed seed, each row is scored alone (batch of
   one) with one thread, so numbers do not depend on ``workers``, order or resumption.
 
-Only manifest ids (patient_id, plan_id) are written; never names or DICOM identifiers.
+Only manifest ids (patient_id, plan_id) are written; never names, DICOM UIDs or absolute paths
+(messages are redacted), and text cells that start like a spreadsheet formula are escaped.
 The default resampler is a direct numpy implementation of what the training pipeline does with
 torchio (same grid, trilinear dose, nearest-neighbour masks, zero outside the input) and ~50x
 faster; ``resampler="torchio"`` uses the training code path itself.
@@ -28,10 +32,8 @@ faster; ``resampler="torchio"`` uses the training code path itself.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +45,17 @@ import torch
 
 from lymphonet.errors import InputError
 from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS
+from lymphonet.scoring.output import (
+    OutputLock,
+    ScoreWriter,
+    escape_cell,
+    input_key,
+    keep_trajectories,
+    previous_ok,
+    redact,
+    reorder,
+    write_rows,
+)
 from lymphonet.scoring.predict import Predictor
 from lymphonet.scoring.prepare import ScoreOptions, prepare_plan
 
@@ -80,6 +93,7 @@ class Task:
     plan_id: str
     record: Any = None
     error: str | None = None
+    key: str = ""
 
 
 def manifest_tasks(path: str | Path, alc_unit: str | None = None) -> tuple[list[Task], Path]:
@@ -90,6 +104,7 @@ def manifest_tasks(path: str | Path, alc_unit: str | None = None) -> tuple[list[
     every row using them an error.
     """
     from lymphonet.io.cohort import load_manifest, read_table
+    from lymphonet.io.plan import plan_input_files
     from lymphonet.schema import as_id, is_missing, plan_from_row
 
     path = Path(path)
@@ -101,7 +116,9 @@ def manifest_tasks(path: str | Path, alc_unit: str | None = None) -> tuple[list[
         plan = pat if is_missing(row.get("plan_id")) else as_id(row["plan_id"])
         record, errors = plan_from_row(row, root=path.parent, file=path.name,
                                        row_label=f"row {i}", alc_unit=alc_unit)
-        tasks.append(Task(i, pat, plan, record, "; ".join(str(e) for e in errors) or None))
+        files = plan_input_files(record, path.parent) if record is not None else []
+        tasks.append(Task(i, pat, plan, record, "; ".join(str(e) for e in errors) or None,
+                          input_key(row, files, path.parent)))
     rows_of: dict[str, list[int]] = {}
     for t in tasks:
         if t.plan_id:
@@ -131,10 +148,10 @@ def _init_worker(bundle_dir: str, options: ScoreOptions, verify: bool, threads: 
                   predictor=Predictor(bundle, options.backend, options.level))
 
 
-def _error_row(task: Task, version: str, message: str) -> dict[str, Any]:
+def _error_row(task: Task, version: str, message: str, root: Path | None) -> dict[str, Any]:
     row = {c: "" for c in SCORE_COLUMNS}
     row.update(patient_id=task.patient_id, plan_id=task.plan_id, model_version=version,
-               status="error", error=" ".join(message.split()))
+               input_sha256=task.key, status="error", error=redact(message, root))
     return row
 
 
@@ -147,8 +164,9 @@ def score_task(task: Task, root: Path) -> tuple[dict[str, Any], np.ndarray | Non
     """
     bundle, options, predictor = _STATE["bundle"], _STATE["options"], _STATE["predictor"]
     timings: dict[str, float] = {}
+    version = bundle.model_version
     if task.record is None:
-        return _error_row(task, bundle.model_version, task.error or "invalid row"), None, timings
+        return _error_row(task, version, task.error or "invalid row", root), None, timings
     try:
         plan = prepare_plan(task.record, root, bundle, options, timings)
         t0 = time.perf_counter()
@@ -156,19 +174,21 @@ def score_task(task: Task, root: Path) -> tuple[dict[str, Any], np.ndarray | Non
         timings["model"] = time.perf_counter() - t0
     except InputError as err:
         ctx = err.with_context(patient=task.patient_id, file=task.record.dose_path)
-        return _error_row(task, bundle.model_version, str(ctx)), None, timings
+        return _error_row(task, version, str(ctx), root), None, timings
     except Exception as err:
-        log.exception("scoring plan %s failed", task.plan_id)
-        msg = f"patient {task.patient_id!r}: scoring failed ({type(err).__name__}: {err})"
-        return _error_row(task, bundle.model_version, msg), None, timings
+        msg = redact(f"patient {task.patient_id!r}: scoring failed ({type(err).__name__}: "
+                     f"{err})", root)
+        log.error("%s", msg)
+        log.debug("traceback of plan %s", task.plan_id, exc_info=True)
+        return _error_row(task, version, msg, root), None, timings
     if not all(math.isfinite(v) for v in values.values()):
-        return (_error_row(task, bundle.model_version,
-                           f"patient {task.patient_id!r}: non-finite prediction"), None, timings)
-    row = {"patient_id": task.patient_id, "plan_id": task.plan_id,
-           "model_version": bundle.model_version, **values,
-           "mean_body_dose_gy": plan.mean_body_dose_gy,
+        return (_error_row(task, version, f"patient {task.patient_id!r}: non-finite prediction",
+                           root), None, timings)
+    row = {"patient_id": task.patient_id, "plan_id": task.plan_id, "model_version": version,
+           "input_sha256": task.key, **values, "mean_body_dose_gy": plan.mean_body_dose_gy,
            "edic_gy": plan.edic_gy if math.isfinite(plan.edic_gy) else "",
-           "mean_blood_dose_gy": plan.mean_blood_dose_gy, "status": "ok", "error": ""}
+           "mean_blood_dose_gy": plan.mean_blood_dose_gy, "status": "ok", "error": "",
+           "warnings": redact("; ".join(plan.warnings), root)}
     return row, (traj if options.trajectories else None), timings
 
 
@@ -210,39 +230,7 @@ def iter_scores(bundle_dir: str | Path, tasks: list[Task], root: Path,
 
 
 # ---------------------------------------------------------------------------------------------
-# CSV output with resume
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]], columns) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _keep_trajectories(path: Path, keep: set[str]) -> None:
-    """Rewrite the trajectory CSV keeping only plans in ``keep`` (streamed line by line)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
-        reader, writer = csv.reader(src), csv.writer(dst)
-        header = next(reader, None)
-        writer.writerow(TRAJECTORY_COLUMNS)
-        if header is not None:
-            for rec in reader:
-                if rec and rec[0] in keep:
-                    writer.writerow(rec)
-    os.replace(tmp, path)
-
-
-def _fmt(v: Any) -> Any:
-    return f"{v:.7g}" if isinstance(v, float) else v
+# the batch job
 
 
 def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path, *,
@@ -259,10 +247,13 @@ def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path
         workers: Processes (each single-threaded); 1 = in this process.
         progress: Progress bar.
         options: :class:`ScoreOptions` (``trajectories`` is set from the argument).
-        resume: Skip plans already scored ok by the same model version.
+        resume: Skip plans already scored ok by the same model version from the same inputs.
 
     Returns:
         A :class:`ScoreSummary` (stage timings summed over rows, seconds).
+
+    Raises:
+        InputError: Unusable bundle or manifest, or another run holds the output's lock.
     """
     from dataclasses import replace
 
@@ -273,64 +264,39 @@ def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path
     options = replace(options or ScoreOptions(), trajectories=trajectories is not None)
     tasks, root = manifest_tasks(manifest, options.alc_unit)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     traj_path = Path(trajectories) if trajectories is not None else None
-    done = _previous_ok(out, bundle.model_version) if resume else {}
-    if traj_path is not None and traj_path.exists() and done:
-        _keep_trajectories(traj_path, set(done))
-    elif traj_path is not None:
-        _write_rows(traj_path, [], TRAJECTORY_COLUMNS)
-    _write_rows(out, list(done.values()), SCORE_COLUMNS)
-    todo = [t for t in tasks if not (t.record is not None and t.plan_id in done)]
-    summary = ScoreSummary(n_rows=len(tasks), n_skipped=len(tasks) - len(todo), out=out,
-                           trajectories=traj_path)
-    with open(out, "a", newline="") as fh, \
-            (open(traj_path, "a", newline="") if traj_path else open(os.devnull, "w")) as tfh:
-        writer = csv.DictWriter(fh, SCORE_COLUMNS, extrasaction="ignore")
-        twriter = csv.writer(tfh)
-        for task, row, traj, timings in iter_scores(bundle.path, todo, root, options, workers,
-                                                    progress, verify=False):
-            writer.writerow({k: _fmt(v) for k, v in row.items()})
-            fh.flush()
-            if traj is not None:
-                twriter.writerows([task.plan_id, int(d), f"{a:.6g}", f"{lo:.6g}", f"{hi:.6g}"]
-                                  for d, a, lo, hi in traj)
-            summary.n_ok += row["status"] == "ok"
-            summary.n_error += row["status"] == "error"
-            for k, v in timings.items():
-                summary.stage_s[k] = summary.stage_s.get(k, 0.0) + v
-    _reorder(out, tasks)
+    with OutputLock(out):
+        todo = _start_output(out, traj_path, tasks, bundle.model_version, resume)
+        summary = ScoreSummary(n_rows=len(tasks), n_skipped=len(tasks) - len(todo), out=out,
+                               trajectories=traj_path)
+        writer = ScoreWriter(out, traj_path)
+        try:
+            for _, row, traj, timings in iter_scores(bundle.path, todo, root, options, workers,
+                                                     progress, verify=False):
+                writer.write(row, traj)
+                summary.n_ok += row["status"] == "ok"
+                summary.n_error += row["status"] == "error"
+                for k, v in timings.items():
+                    summary.stage_s[k] = summary.stage_s.get(k, 0.0) + v
+        finally:
+            writer.close()
+        reorder(out, [(escape_cell(t.plan_id), t.record is not None) for t in tasks])
     summary.elapsed_s = time.perf_counter() - t0
     return summary
 
 
-def _previous_ok(out: Path, version: str) -> dict[str, dict[str, str]]:
-    """plan_id -> row of plans scored ok by ``version`` in an existing output file."""
-    if not out.is_file():
-        return {}
-    try:
-        rows = _read_rows(out)
-    except (OSError, csv.Error) as err:
-        raise InputError(f"cannot resume from the existing output ({err}); move it away",
-                         file=out, field="--out") from None
-    return {r["plan_id"]: r for r in rows
-            if r.get("status") == "ok" and r.get("model_version") == version and r.get("plan_id")}
-
-
-def _reorder(out: Path, tasks: list[Task]) -> None:
-    """Put the output rows into manifest order, one per task.
-
-    Ok rows are matched by plan id (stale plans of an older manifest are dropped); error rows
-    were appended in task order by this call, so the i-th error row belongs to the i-th task
-    without an ok row.
-    """
-    rows = _read_rows(out)
-    ok = {r["plan_id"]: r for r in rows if r["status"] == "ok"}
-    pending = iter([r for r in rows if r["status"] != "ok"])
-    ordered = []
-    for t in tasks:
-        r = ok.get(t.plan_id) if t.record is not None else None
-        r = r if r is not None else next(pending, None)
-        if r is not None:
-            ordered.append(r)
-    _write_rows(out, ordered, SCORE_COLUMNS)
+def _start_output(out: Path, traj_path: Path | None, tasks: list[Task], version: str,
+                  resume: bool) -> list[Task]:
+    """Keep the rows that are still current, drop the rest (and their trajectories); return the
+    tasks left to score."""
+    previous = previous_ok(out, version) if resume else {}
+    key_of = {escape_cell(t.plan_id): t.key for t in tasks if t.record is not None}
+    done = {pid: r for pid, r in previous.items() if key_of.get(pid) == r.get("input_sha256")}
+    if traj_path is not None and traj_path.exists() and done:
+        keep_trajectories(traj_path, set(done))
+    elif traj_path is not None:
+        traj_path.parent.mkdir(parents=True, exist_ok=True)
+        write_rows(traj_path, [], TRAJECTORY_COLUMNS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_rows(out, list(done.values()), SCORE_COLUMNS)
+    return [t for t in tasks if not (t.record is not None and escape_cell(t.plan_id) in done)]
