@@ -7,7 +7,13 @@ Batch jobs catch :class:`InputError` per row, record ``status="error"`` with ``s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+#: A DICOM UID (root 0, 1 or 2, then at least four more numeric components).
+_UID = re.compile(r"\b[0-2](?:\.\d+){4,}\b")
+#: An absolute POSIX or Windows path inside a message (quoted or bare).
+_ABS_PATH = re.compile(r"(?:[A-Za-z]:\\|(?<![\w.])/)[^\s'\",;]+")
 
 
 class InputError(ValueError):
@@ -66,3 +72,21 @@ class GeometryError(InputError):
 
 class UnitError(InputError):
     """A quantity comes in units lymphonet cannot convert without an explicit statement."""
+
+
+def safe_path(path: str | Path, root: Path | None) -> str:
+    """``path`` relative to ``root`` when inside it, else its file name (never absolute)."""
+    p = Path(path)
+    if root is not None:
+        try:
+            return p.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            pass
+    return p.name
+
+
+def redact(message: str, root: Path | None = None) -> str:
+    """A message without DICOM UIDs and absolute paths (see :func:`safe_path`), on one line."""
+    message = _UID.sub("[UID]", message)
+    message = _ABS_PATH.sub(lambda m: safe_path(m.group(0), root), message)
+    return " ".join(message.split())

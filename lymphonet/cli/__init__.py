@@ -12,9 +12,10 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 from lymphonet import __version__
-from lymphonet.errors import InputError
+from lymphonet.errors import InputError, redact
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InputError as err:
-        print(f"lymphonet {args.command}: error: {err}", file=sys.stderr)
+    except InputError as err:  # paths shown relative to the working folder, never absolute
+        print(f"lymphonet {args.command}: error: {redact(str(err), Path.cwd())}", file=sys.stderr)
         return 2
 
 

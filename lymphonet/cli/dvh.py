@@ -57,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.fractions is not None:
         from lymphonet.dosimetry.edic import edic_from_structures
 
-        edic = edic_from_structures(dose, canonical, args.fractions)
-        print(f"EDIC: {float(edic):.3f} Gy ({args.fractions} fractions)")
+        try:
+            edic = edic_from_structures(dose, canonical, args.fractions)
+            print(f"EDIC: {float(edic):.3f} Gy ({args.fractions} fractions)")
+        except InputError as err:  # the DVH stands without it
+            print(f"warning: EDIC not computed: {err.message}", file=sys.stderr)
     if args.out is None:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     else:

@@ -89,6 +89,8 @@ class DataConfig:
                              field="data.shape")
         if self.dose_scale_gy <= 0:
             raise InputError("dose_scale_gy must be > 0", field="data.dose_scale_gy")
+        if not self.max_dose_gy > 0:
+            raise InputError("max_dose_gy must be > 0 Gy", field="data.max_dose_gy")
         if self.crop_center not in ("target", "body"):
             raise InputError("crop_center must be 'target' or 'body'", field="data.crop_center")
         if self.n_quantiles < 1 or self.blood_particles < 1:

@@ -19,18 +19,13 @@ import csv
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
 
-from lymphonet.errors import InputError
+from lymphonet.errors import InputError, safe_path
 from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS
 
-#: A DICOM UID (root 0, 1 or 2, then at least four more numeric components).
-_UID = re.compile(r"\b[0-2](?:\.\d+){4,}\b")
-#: An absolute POSIX or Windows path inside a message (quoted or bare).
-_ABS_PATH = re.compile(r"(?:[A-Za-z]:\\|/)[^\s'\",;]+")
 #: Leading characters a spreadsheet reads as the start of a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -79,24 +74,6 @@ def input_key(row: dict[str, Any], files: Iterable[Path], root: Path) -> str:
     payload = json.dumps({"row": {k: str(v) for k, v in sorted(row.items())}, "files": stats},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def safe_path(path: str | Path, root: Path | None) -> str:
-    """``path`` relative to ``root`` when inside it, else its file name (never absolute)."""
-    p = Path(path)
-    if root is not None:
-        try:
-            return p.resolve().relative_to(Path(root).resolve()).as_posix()
-        except ValueError:
-            pass
-    return p.name
-
-
-def redact(message: str, root: Path | None = None) -> str:
-    """A message without DICOM UIDs and absolute paths (see :func:`safe_path`), on one line."""
-    message = _UID.sub("[UID]", message)
-    message = _ABS_PATH.sub(lambda m: safe_path(m.group(0), root), message)
-    return " ".join(message.split())
 
 
 def escape_cell(value: Any) -> Any:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lymphonet.errors import InputError
+from lymphonet.errors import InputError, redact
 from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS
 from lymphonet.scoring.output import (
     OutputLock,
@@ -52,7 +52,6 @@ from lymphonet.scoring.output import (
     input_key,
     keep_trajectories,
     previous_ok,
-    redact,
     reorder,
     write_rows,
 )
