@@ -106,8 +106,8 @@ def progress_bar(iterable, enabled: bool, **kw):
 
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, loss_cfg: LossConfig,
                     device: torch.device, *, amp: str = "off", grad_clip: float = 1.0,
-                    scaler=None, max_bad_steps: int = 20, info: DistInfo = SINGLE_PROCESS,
-                    progress: bool = False) -> dict[str, float]:
+                    scaler=None, max_bad_steps: int = 20,
+                    info: DistInfo = SINGLE_PROCESS) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss parts, skipped steps and patients/s.
 
     Non-finite losses or gradient norms skip the step (NaN guard); more than ``max_bad_steps``
@@ -118,7 +118,9 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, loss_
     sums: dict[str, float] = {}
     n_batches = n_patients = bad = consecutive = 0
     t0 = time.perf_counter()
-    for batch in progress_bar(loader, progress, desc="batches", unit="batch"):
+    # no per-batch progress bar: wrapping the loader in one drew from torch's global RNG and so
+    # changed the model with the display (v0.1); the epoch bar in train.py is enough
+    for batch in loader:
         batch = to_device(batch, device)
         with autocast(device, amp):
             out = model(batch)
