@@ -90,3 +90,15 @@ def redact(message: str, root: Path | None = None) -> str:
     message = _UID.sub("[UID]", message)
     message = _ABS_PATH.sub(lambda m: safe_path(m.group(0), root), message)
     return " ".join(message.split())
+
+
+def without_absolute_paths(obj):
+    """A copy of a nested config (dicts, lists, strings) with absolute paths cut to their name,
+    for anything written where others read it (MLflow, model bundles)."""
+    if isinstance(obj, dict):
+        return {k: without_absolute_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(without_absolute_paths(v) for v in obj)
+    if isinstance(obj, str) and (obj.startswith("/") or re.match(r"^[A-Za-z]:\\", obj)):
+        return Path(obj).name
+    return obj

@@ -43,7 +43,7 @@ from lymphonet.bundle.load import (
     write_checksums,
 )
 from lymphonet.bundle.portable import portable_exports
-from lymphonet.errors import InputError
+from lymphonet.errors import InputError, without_absolute_paths
 from lymphonet.schema import SCORE_COLUMNS
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = T
         shutil.rmtree(out)
     out.mkdir(parents=True)
     torch.save({k: v.contiguous() for k, v in ckpt["model"].items()}, out / "weights.pt")
-    (out / "config.json").write_text(json.dumps(ckpt["config"], indent=1))
+    (out / "config.json").write_text(json.dumps(without_absolute_paths(ckpt["config"]), indent=1))
     (out / "clinical_encoder.json").write_text(json.dumps(encoder.to_dict(), indent=1))
     meta = build_metadata(ckpt, data_cfg, encoder, checkpoint.parent)
     meta["parity"] = portable_exports(model, out, mi, tuple(data_cfg.shape), onnx, torchscript)

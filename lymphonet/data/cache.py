@@ -27,7 +27,7 @@ import torch
 from lymphonet.data.config import DataConfig
 from lymphonet.data.images import image_from_plan
 from lymphonet.dosimetry.plan_features import PlanFeatures, features_of_plan
-from lymphonet.errors import InputError
+from lymphonet.errors import InputError, redact
 from lymphonet.io.cohort import Cohort, load_cohort
 from lymphonet.io.plan import plan_input_files, read_plan
 from lymphonet.schema import PlanRecord
@@ -141,11 +141,10 @@ class PreprocessReport:
                             columns=["patient", "file", "field", "message"])
 
     def summary(self) -> str:
-        """A line for logs (plus one line per failure)."""
+        """A line for logs (plus one line per failure; no absolute input path, no UID)."""
         head = (f"{len(self.paths)} plans ready ({self.n_cached} cached, {self.n_computed} "
-                f"computed, {len(self.errors)} failed) in {self.elapsed_s:.1f} s; cache "
-                f"{self.cache_dir}")
-        return "\n".join([head] + [f"  - {e}" for e in self.errors])
+                f"computed, {len(self.errors)} failed) in {self.elapsed_s:.1f} s")
+        return "\n".join([head] + [f"  - {redact(str(e))}" for e in self.errors])
 
 
 def as_cohort(cohort: Cohort | str | Path) -> Cohort:
@@ -174,9 +173,10 @@ def _preprocess_job(record: PlanRecord, root: Path, config: DataConfig, path: Pa
         ctx = err.with_context(patient=record.patient_id, file=record.dose_path)
         return (ctx.message, ctx.patient, ctx.file, ctx.field)
     except Exception as err:  # a batch never loses the other plans
-        log.exception("preprocessing plan %s failed", record.plan_id)
-        return (f"preprocessing failed ({type(err).__name__}: {err})", record.patient_id,
-                str(record.dose_path), "preprocessing")
+        message = redact(f"preprocessing failed ({type(err).__name__}: {err})")
+        log.error("plan %s: %s", record.plan_id, message)
+        log.debug("traceback of plan %s", record.plan_id, exc_info=True)
+        return (message, record.patient_id, str(record.dose_path), "preprocessing")
 
 
 def _init_worker() -> None:
@@ -247,6 +247,6 @@ def preprocess_cohort(cohort: Cohort | str | Path, config: DataConfig | None = N
             report.errors.append(InputError(message, patient=patient, file=file, field=fld))
     report.elapsed_s = time.perf_counter() - t0
     for err in report.errors:
-        log.warning("plan left out: %s", err)
+        log.warning("plan left out: %s", redact(str(err)))
     return report
 

@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from lymphonet.errors import without_absolute_paths
+
 
 def default_tracking_uri(out_dir: str | Path) -> str:
     """``sqlite:///<abs out_dir>/mlruns.db``."""
@@ -86,6 +88,7 @@ class MlflowTracker(NullTracker):
             warnings.warn(f"MLflow {what} failed: {err}", stacklevel=3)
 
     def log_config(self, config: dict[str, Any]) -> None:
+        config = without_absolute_paths(config)  # no input path leaves this machine
         flat = {k: str(v)[:500] for k, v in _flatten(config).items()}
         self._safe("log_params", self._mlflow.log_params, flat)
         self._safe("log_dict", self._mlflow.log_dict, config, "config.json")

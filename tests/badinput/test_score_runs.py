@@ -126,3 +126,20 @@ def test_duplicate_column_refused_for_the_whole_manifest(corpus, bundle, tmp_pat
     code, _, err = run_cli(["score", "--model", bundle, "--manifest", path, "--out",
                             tmp_path / "s.csv"], capsys)
     assert code == 2 and "'baseline_alc' appears more than once" in err
+
+
+def test_exported_bundles_carry_no_absolute_input_path(tmp_path):
+    from lymphonet.bundle.export import export_bundle, untrained_checkpoint
+    from lymphonet.training.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt_path = untrained_checkpoint(tmp_path / "run" / "best.pt")
+    ckpt = load_checkpoint(ckpt_path)
+    ckpt["config"]["cohort"]["path"] = "/hospital/exports/Doe_Jane_0001/cohort"
+    from lymphonet.training.checkpoint import model_from_checkpoint
+
+    save_checkpoint(ckpt_path, model_from_checkpoint(ckpt), config=ckpt["config"],
+                    model_inputs=ckpt["model_inputs"], state=ckpt["state"],
+                    encoder=ckpt["encoder"])
+    bundle = export_bundle(ckpt_path, tmp_path / "bundle", onnx=False, torchscript=False)
+    text = "".join(p.read_text() for p in bundle.glob("*.json"))
+    assert "/hospital" not in text and "Doe_Jane" not in text and str(tmp_path) not in text
