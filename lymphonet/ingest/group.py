@@ -203,6 +203,12 @@ def _plan_job(plan: ScanRecord, plan_id: str, pid: str, doses: list[ScanRecord],
               structs: dict[str, ScanRecord], notes: list[str], out: Grouping) -> PlanJob:
     red = out.redactor
     notes = list(notes)
+    usable = [d for d in doses if not d.unusable]
+    for d in doses:
+        if d.unusable and usable:
+            out.issues.append(Issue("warning", "unusable_dose", f"RTDOSE not used: {d.unusable}",
+                                    pid, plan_id, file=red(d.rel)))
+    doses = usable or doses  # none usable: the conversion reports why
     plan_level = [d for d in doses if d.dose_summation in _PLAN_LEVEL]
     beams = [d for d in doses if d.dose_summation == "BEAM"]
     fractions = [d for d in doses if d.dose_summation == "FRACTION"]

@@ -24,7 +24,7 @@ SCAN_TAGS: tuple[str, ...] = (
     "PatientAge", "StudyDate", "DoseSummationType", "ReferencedRTPlanSequence",
     "ReferencedStructureSetSequence", "ReferencedFrameOfReferenceSequence", "PlanIntent",
     "RTPlanDate", "RTPlanTime", "StructureSetDate", "StructureSetTime", "InstanceCreationDate",
-    "InstanceCreationTime", "ContentDate", "ContentTime",
+    "InstanceCreationTime", "ContentDate", "ContentTime", "DoseGridScaling",
 )
 #: Modalities whose files are grouped into plans.
 RT_MODALITIES = ("RTPLAN", "RTDOSE", "RTSTRUCT")
@@ -57,6 +57,7 @@ class ScanRecord:
         ref_beam_numbers: Beam numbers an RTDOSE of type BEAM refers to.
         plan_intent: RTPLAN PlanIntent (upper case) or "".
         created: Sortable creation stamp (date + time of plan / structure set / instance).
+        unusable: Why an RTDOSE cannot be converted, seen in its header ("" when usable).
     """
 
     path: str
@@ -81,6 +82,7 @@ class ScanRecord:
     ref_beam_numbers: tuple[int, ...] = ()
     plan_intent: str = ""
     created: str = ""
+    unusable: str = ""
 
 
 def iter_files(root: str | Path, exclude: str | Path | None = None) -> Iterator[Path]:
@@ -191,6 +193,8 @@ def scan_file(path: str | Path, root: str | Path) -> ScanRecord:
         ref_struct_uids=_refs(ds, "ReferencedStructureSetSequence"),
         ref_beam_numbers=_beam_numbers(ds) if modality == "RTDOSE" else (),
         plan_intent=_text(ds, "PlanIntent").upper(), created=created,
+        unusable=("no DoseGridScaling" if modality == "RTDOSE" and not _text(ds, "DoseGridScaling")
+                  else ""),
     )
 
 

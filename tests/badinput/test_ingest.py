@@ -63,7 +63,7 @@ def breast_tree(tmp_path):
     return tree.parent
 
 
-def test_unscaled_newer_dose_never_makes_a_complete_row(breast_tree, tmp_path):
+def test_unscaled_newer_dose_is_passed_over_for_the_usable_one(breast_tree, tmp_path):
     import pydicom
     from pydicom.uid import generate_uid
 
