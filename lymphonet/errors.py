@@ -12,8 +12,9 @@ from pathlib import Path
 
 #: A DICOM UID (root 0, 1 or 2, then at least four more numeric components).
 _UID = re.compile(r"\b[0-2](?:\.\d+){4,}\b")
-#: An absolute POSIX or Windows path inside a message (quoted or bare).
-_ABS_PATH = re.compile(r"(?:[A-Za-z]:\\|(?<![\w.])/)[^\s'\",;]+")
+#: An absolute POSIX path with at least two components, or a Windows path, inside a message
+#: (units like 10^9/L, "/1000", "#/uL" and URLs are not paths).
+_ABS_PATH = re.compile(r"(?:\b[A-Za-z]:\\[^\s'\",;]*|(?<![\w.:/#^])/(?:[^\s'\",;/]+/)+[^\s'\",;]*)")
 
 
 class InputError(ValueError):
@@ -50,6 +51,13 @@ class InputError(ValueError):
             where.append(f"field {self.field!r}")
         return f"{'; '.join(where)}: {self.message}" if where else self.message
 
+    def redacted(self, root: Path | None = None) -> InputError:
+        """A copy safe to write anywhere: the file as :func:`safe_path` shows it (relative to
+        ``root`` or its name, however the path is spelled), no UID or absolute path in the text."""
+        return type(self)(redact(self.message, root), patient=self.patient,
+                          file=None if self.file is None else safe_path(self.file, root),
+                          field=self.field)
+
     def with_context(
         self,
         *,
@@ -76,6 +84,10 @@ class UnitError(InputError):
 
 def safe_path(path: str | Path, root: Path | None) -> str:
     """``path`` relative to ``root`` when inside it, else its file name (never absolute)."""
+    if re.match(r"^[A-Za-z]:\\", str(path)):  # a Windows path, wherever this runs
+        from pathlib import PureWindowsPath
+
+        return PureWindowsPath(str(path)).name
     p = Path(path)
     if root is not None:
         try:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from lymphonet import __version__
-from lymphonet.errors import InputError, redact
+from lymphonet.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as err:  # paths shown relative to the working folder, never absolute
-        print(f"lymphonet {args.command}: error: {redact(str(err), Path.cwd())}", file=sys.stderr)
+        print(f"lymphonet {args.command}: error: {err.redacted(Path.cwd())}", file=sys.stderr)
         return 2
 
 

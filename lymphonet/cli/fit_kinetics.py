@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lymphonet.dosimetry.plan_features import features_of_plan
-    from lymphonet.errors import InputError, redact
+    from lymphonet.errors import InputError
     from lymphonet.io.cohort import load_cohort
     from lymphonet.io.plan import read_plan
     from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             features.append(features_of_plan(plan, particles=args.particles))
             plans.append(record)
         except InputError as err:
-            failed.append(redact(str(err), Path.cwd()))
+            failed.append(str(err.redacted(Path.cwd())))
     for message in failed:
         print(f"left out: {message}")
     if not plans:

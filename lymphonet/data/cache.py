@@ -144,7 +144,7 @@ class PreprocessReport:
         """A line for logs (plus one line per failure; no absolute input path, no UID)."""
         head = (f"{len(self.paths)} plans ready ({self.n_cached} cached, {self.n_computed} "
                 f"computed, {len(self.errors)} failed) in {self.elapsed_s:.1f} s")
-        return "\n".join([head] + [f"  - {redact(str(e))}" for e in self.errors])
+        return "\n".join([head] + [f"  - {e.redacted()}" for e in self.errors])
 
 
 def as_cohort(cohort: Cohort | str | Path) -> Cohort:
@@ -247,6 +247,6 @@ def preprocess_cohort(cohort: Cohort | str | Path, config: DataConfig | None = N
             report.errors.append(InputError(message, patient=patient, file=file, field=fld))
     report.elapsed_s = time.perf_counter() - t0
     for err in report.errors:
-        log.warning("plan left out: %s", redact(str(err)))
+        log.warning("plan left out: %s", err.redacted())
     return report
 

@@ -35,7 +35,7 @@ from lymphonet.errors import InputError
 from lymphonet.ingest.group import PlanJob
 
 #: Bump when conversion output changes, so every plan is converted again.
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"  # 2: dose plausibility and consistency checks
 PLANS_DIR = "plans"
 STATE_NAME = "ingest_state.json"
 
@@ -169,7 +169,10 @@ def _convert(job: PlanJob, out_dir: Path, structure_map, result: PlanResult) -> 
         notes.append("no dose")
         result.row["ingest_notes"] = "; ".join(notes)
         return
-    dose = _course_dose(job, plan, result)
+    from lymphonet.io.loaders import check_dose_plausible
+
+    dose = check_dose_plausible(_course_dose(job, plan, result), patient=job.plan_id,
+                                path=Path(job.dose_files[0]).name)
     from lymphonet.io.masks import write_mask_folder
     from lymphonet.io.nifti import write_volume
 
@@ -186,6 +189,7 @@ def _convert(job: PlanJob, out_dir: Path, structure_map, result: PlanResult) -> 
             message = ("structures not in the structure map (kept by name): "
                        + ", ".join(report.unmatched))
             result.events.append(("info", "unmatched_structures", message))
+        _check_against_plan(dose, structures, plan, job)
         write_mask_folder(structures, out_dir / folder / "structures")
         result.row["structures_path"] = (folder / "structures").as_posix()
         result.row["n_structures"] = len(structures.names)
@@ -200,6 +204,20 @@ def _convert(job: PlanJob, out_dir: Path, structure_map, result: PlanResult) -> 
             result.events.append(("warning", "incomplete_beam_doses", message))
             notes.append(f"beam doses missing for beams {missing}")
     result.row["ingest_notes"] = "; ".join(notes)
+
+
+def _check_against_plan(dose, structures, plan, job: PlanJob) -> None:
+    """The dose against the plan's prescription and the structures (the checks of the one plan
+    reader, :func:`lymphonet.io.plan.check_dose_consistency`), where a body is contoured."""
+    from lymphonet.io.loaders import canonicalise
+    from lymphonet.io.plan import check_dose_consistency
+
+    canonical = canonicalise(structures, patient=job.plan_id)
+    if "body" not in canonical:
+        return
+    rx = plan.prescription_gy
+    check_dose_consistency(dose, canonical, rx if rx and math.isfinite(rx) else None,
+                           patient=job.plan_id, structures_file=Path(job.struct_file).name)
 
 
 def _course_dose(job: PlanJob, plan, result: PlanResult):

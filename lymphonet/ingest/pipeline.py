@@ -112,8 +112,8 @@ def ingest(dicom_root: str | Path, out_dir: str | Path, *, secret_file: str | Pa
                                        exclude=out_dir), pseudo)
     red = grouping.redactor
 
-    def clean(text: str) -> str:
-        return red(str(text).replace(str(root) + os.sep, ""))
+    def clean(text: str, keep: tuple[str, ...] = ()) -> str:
+        return red(str(text).replace(str(root) + os.sep, ""), keep)
 
     issues, counts = list(grouping.issues), dict(grouping.counts)
     results = _run_conversions(grouping.jobs, out_dir, structure_map, workers, progress, clean,
@@ -147,6 +147,13 @@ def ingest(dicom_root: str | Path, out_dir: str | Path, *, secret_file: str | Pa
                         counts, issues)
 
 
+def _structure_names(code: str, message: str) -> tuple[str, ...]:
+    """The ROI names an ``unmatched_structures`` message lists (kept readable by redaction)."""
+    if code != "unmatched_structures" or ": " not in message:
+        return ()
+    return tuple(n.strip() for n in message.split(": ", 1)[1].split(", "))
+
+
 def _run_conversions(jobs: list[PlanJob], out_dir: Path, structure_map, workers: int,
                      progress: bool, clean, issues: list[Issue]) -> list[cv.PlanResult]:
     """Convert changed plans, reuse unchanged ones, keep the state file current."""
@@ -160,7 +167,8 @@ def _run_conversions(jobs: list[PlanJob], out_dir: Path, structure_map, workers:
     results = list(reused.values())
     bar = tqdm(total=len(todo), desc="convert", unit="plan", disable=not progress)
     for i, result in enumerate(_convert_stream(todo, out_dir, structure_map, digest, workers)):
-        result.events = [(lvl, code, clean(msg)) for lvl, code, msg in result.events]
+        result.events = [(lvl, code, clean(msg, _structure_names(code, msg)))
+                         for lvl, code, msg in result.events]
         results.append(result)
         state[result.plan_id] = cv.state_entry(result)
         if result.status == "error":

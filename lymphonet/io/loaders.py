@@ -192,7 +192,7 @@ def canonicalise(structures: StructureSet, structure_map=None, *,
         smap = structure_map
     mapped, report = smap.apply(structures)
     source = Path(structures.source) if structures.source else None
-    log.debug("structure mapping for %s: %s", patient or source, report)
+    log.debug("structure mapping for %s: %s", patient or (source.name if source else "?"), report)
     if source is not None and _kind(source) == "volume" and "body" in mapped:
         mapped = _body_contains_everything(mapped)
     return mapped

@@ -173,7 +173,7 @@ def score_task(task: Task, root: Path) -> tuple[dict[str, Any], np.ndarray | Non
         timings["model"] = time.perf_counter() - t0
     except InputError as err:
         ctx = err.with_context(patient=task.patient_id, file=task.record.dose_path)
-        return _error_row(task, version, str(ctx), root), None, timings
+        return _error_row(task, version, str(ctx.redacted(root)), root), None, timings
     except Exception as err:
         msg = redact(f"patient {task.patient_id!r}: scoring failed ({type(err).__name__}: "
                      f"{err})", root)

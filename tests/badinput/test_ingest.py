@@ -102,3 +102,17 @@ def test_breast_case_keeps_structure_names_and_leaks_nothing(breast_tree, tmp_pa
     assert str(breast_tree) not in everything  # no absolute input path (outputs may be named)
     report = (cohort / "ingest_report.csv").read_text() + text
     assert "[name]" not in report.replace("[name]_", "")  # folder names are redacted, not ROIs
+
+
+def test_a_dose_in_cgy_labelled_gy_is_refused_not_ingested(breast_tree, tmp_path):
+    import pydicom
+
+    path = breast_tree / "boost_breast_123456" / "rtdose.dcm"
+    ds = pydicom.dcmread(path)
+    ds.DoseGridScaling = f"{float(ds.DoseGridScaling) * 100:.10g}"  # max 1468 "Gy"
+    ds.save_as(path)
+    _, _, cohort = _ingest(breast_tree, tmp_path)
+    report = (cohort / "ingest_report.csv").read_text()
+    assert "plausibility limit" in report
+    assert not (cohort / "manifest.csv").exists() or len(pd.read_csv(cohort / "manifest.csv")) == 0
+    assert not list(cohort.rglob("dose.nii.gz"))  # nothing written from it

@@ -235,9 +235,16 @@ def test_fraction_dose_scaling_and_missing_beam_doses(small_tree, tmp_path):
     dose_path = small_tree.files["C_dose"]
     plan = read_rtplan(small_tree.files["C_plan"])
     single = read_rtdose(dose_path, prescription_gy=plan.prescription_gy).array
-    frac = convert_plan(_job(small_tree, [dose_path], "FRACTION", ()), tmp_path / "f")
+    # a course dose read as one fraction's is 30x too high: refused as implausible, not written
+    wrong = convert_plan(_job(small_tree, [dose_path], "FRACTION", ()), tmp_path / "w")
+    assert wrong.status == "error" and "plausibility limit" in wrong.events[-1][2]
+    one_fx = pydicom.dcmread(dose_path)  # a true fraction dose: the course / n_fractions
+    one_fx.DoseGridScaling = f"{float(one_fx.DoseGridScaling) / plan.n_fractions:.10g}"
+    one_fx.save_as(tmp_path / "fraction.dcm")
+    frac = convert_plan(_job(small_tree, [tmp_path / "fraction.dcm"], "FRACTION", ()),
+                        tmp_path / "f")
     np.testing.assert_allclose(read_volume(tmp_path / "f" / frac.row["dose_path"]).array,
-                               single * plan.n_fractions, rtol=1e-6)
+                               single, rtol=1e-5, atol=1e-5)
     partial = convert_plan(_job(small_tree, [dose_path], "BEAM", (7,)), tmp_path / "b")
     assert partial.status == "incomplete"
     assert "incomplete_beam_doses" in [code for _, code, _ in partial.events]
