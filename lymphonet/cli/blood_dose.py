@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from lymphonet.errors import InputError
 
@@ -98,10 +99,14 @@ def run(args: argparse.Namespace) -> int:
                                                 **common, **engine)
     elif args.dose and args.structures:
         from lymphonet.io.loaders import read_dose, read_structures
+        from lymphonet.io.plan import check_dose_consistency
 
-        dose = read_dose(args.dose, patient=args.patient)
+        dose = read_dose(args.dose, patient=args.patient, n_fractions=args.fractions)
         structures = read_structures(args.structures, dose, structure_map=args.structure_map,
                                      patient=args.patient)
+        if "body" in structures:  # the structures must hold the dose
+            check_dose_consistency(dose, structures, None, patient=args.patient,
+                                   structures_file=Path(args.structures).name)
         result = bd.blood_dose_for_plan(dose, structures, n_fractions=args.fractions,
                                         unknown=args.unknown_structures, **common, **engine)
     else:

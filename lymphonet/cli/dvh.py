@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw-names", action="store_true",
                    help="keep the structure names of the file instead of canonical organ names")
     p.add_argument("--prescription-gy", type=float, default=None,
-                   help="needed only for RTDOSE with DoseUnits RELATIVE")
+                   help="course prescription (Gy): scales an RTDOSE in RELATIVE units, and is "
+                        "checked against the dose maximum and a contoured target's D95")
     p.add_argument("--fractions", type=int, default=None,
                    help="number of fractions: adds EDIC (needs lungs, heart, body) and scales a "
                         "FRACTION RTDOSE to the course")
@@ -39,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fractions is not None and args.fractions < 1:
         raise InputError(f"must be an integer >= 1, got {args.fractions}", field="--fractions")
+    if args.max_dose_gy is not None and not args.max_dose_gy > 0:
+        raise InputError(f"must be > 0 Gy, got {args.max_dose_gy}", field="--max-dose-gy")
     dose = read_dose(args.dose, prescription_gy=args.prescription_gy, n_fractions=args.fractions,
-                     max_dose_gy=args.max_dose_gy or MAX_COURSE_DOSE_GY)
+                     max_dose_gy=MAX_COURSE_DOSE_GY if args.max_dose_gy is None
+                     else args.max_dose_gy)
     raw = read_structures(args.structures, dose, canonical=False)
     if not any(m.any() for m in raw.masks.values()):
         raise InputError("no structure has a voxel on the dose grid: the structures and the dose "
@@ -48,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
                          file=args.structures.name, field="structures")
     canonical = canonicalise(raw, args.structure_map)
     if "body" in canonical:
-        check_dose_consistency(dose, canonical, None, structures_file=args.structures.name)
+        relative = dose.metadata.get("DoseUnits") == "RELATIVE"  # scaled by it: no check
+        check_dose_consistency(dose, canonical, None if relative else args.prescription_gy,
+                               structures_file=args.structures.name)
     table = dvh_table(dose, raw if args.raw_names else canonical)
     empty = table.loc[table["empty"], "structure"].tolist()
     if empty:

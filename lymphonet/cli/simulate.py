@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -15,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structures", required=True, type=Path, help="RTSTRUCT or label map")
     p.add_argument("--structure-map", type=Path, default=None, help="clinic -> canonical names")
     p.add_argument("--fractions", required=True, type=int, help="number of fractions")
+    p.add_argument("--dose-per-fraction-gy", type=float, default=None,
+                   help="prescribed dose per fraction (Gy): the schedule is then checked against "
+                        "the dose file (strongly advised; without it, it cannot be)")
+    p.add_argument("--max-dose-gy", type=float, default=None,
+                   help="plausibility limit of the course maximum (default 150 Gy)")
     p.add_argument("--fraction-days", default=None,
                    help="comma-separated fraction days (default: weekdays from day 0)")
     p.add_argument("--beam-on-time", required=True, type=float, help="beam-on time per fraction (s)")
@@ -51,9 +57,18 @@ def run(args: argparse.Namespace) -> int:
                              field="--fraction-days")
     if args.baseline_alc <= 0:
         raise InputError("must be > 0 (10^9/L)", field="--baseline-alc")
+    from lymphonet.io.loaders import MAX_COURSE_DOSE_GY
+
+    rx = None if args.dose_per_fraction_gy is None else args.fractions * args.dose_per_fraction_gy
+    if rx is None:
+        print("warning: --dose-per-fraction-gy not given: the fraction count cannot be checked "
+              "against the dose file", file=sys.stderr)
+    if args.max_dose_gy is not None and not args.max_dose_gy > 0:
+        raise InputError("must be > 0 Gy", field="--max-dose-gy")
     plan = read_plan_files(args.dose, args.structures, n_fractions=args.fractions,
                            beam_on_time_s=args.beam_on_time, structure_map=args.structure_map,
-                           fraction_days=days, sex=args.sex)
+                           fraction_days=days, sex=args.sex, prescription_gy=rx,
+                           max_dose_gy=args.max_dose_gy or MAX_COURSE_DOSE_GY)
     features = features_of_plan(plan, particles=args.particles, seed=args.seed)
     (traj,) = simulate([features], [args.baseline_alc], chemo=[args.chemo],
                        fraction_days=[plan.fraction_days],

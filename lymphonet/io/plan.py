@@ -55,6 +55,7 @@ class Plan:
         beam_on_time_s: Beam-on time per fraction (s).
         beam_on_assumed: True when ``beam_on_time_s`` is a configured default, not the plan's.
         sex: ``"F"``, ``"M"`` or None (unknown).
+        notes: What could not be checked or was assumed for this plan (documented warnings).
     """
 
     patient: str | None
@@ -65,6 +66,7 @@ class Plan:
     beam_on_time_s: float
     beam_on_assumed: bool = False
     sex: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def resolve_beam_on_time_s(value: float | None, default: float | None, *,
@@ -206,10 +208,18 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
     if "body" not in structures:
         raise InputError("no body contour among the structures", patient=patient,
                          file=structures_path, field="body")
+    notes = []
+    if dose.metadata.get("DoseUnits") == "RELATIVE":  # scaled by the prescription: circular
+        notes.append("the schedule cannot be checked against a RELATIVE dose (it is scaled by "
+                     "the prescription)")
+        prescription_gy = None
+    if dose.metadata.get("course_scaling"):
+        notes.append(f"dose scaled to the course: {dose.metadata['course_scaling']}; the fraction "
+                     "count cannot be checked against it")
     check_dose_consistency(dose, structures, prescription_gy, patient=patient,
                            structures_file=structures_path)
     return Plan(patient, dose, structures, int(n_fractions), days, float(beam_on_time_s),
-                beam_on_assumed, sex)
+                beam_on_assumed, sex, tuple(notes))
 
 
 def check_dose_consistency(dose: Volume, structures: StructureSet,

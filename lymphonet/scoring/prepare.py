@@ -110,7 +110,5 @@ def plan_warnings(record, plan, encoder) -> list[str]:
     if plan.beam_on_assumed:
         out.append(f"beam-on time assumed {plan.beam_on_time_s:g} s per fraction (the manifest "
                    "gives none)")
-    scaling = plan.dose.metadata.get("course_scaling")
-    if scaling:
-        out.append(f"dose scaled to the course: {scaling}")
+    out += list(plan.notes)
     return out

@@ -58,6 +58,7 @@ BAD = {
 WARNED = {
     "unknown_site": ({"site": "brain_xyz"}, "brain_xyz"),
     "fraction_dose": ({"dose_path": "dose_fraction"}, "FRACTION dose x 7"),
+    "relative_dose": ({"dose_path": "dose_relative"}, "cannot be checked against a RELATIVE"),
 }
 
 
@@ -82,7 +83,7 @@ def scored(corpus, bundle):
     for name, (change, *_rest) in {**BAD, **WARNED}.items():
         base = BREAST_ROW if name in ("shifted_dose", "other_frame", "ct_as_dose", "no_scaling",
                                       "beam_dose", "unknown_units", "truncated", "fraction_dose",
-                                      "empty_structures") else KBP_ROW
+                                      "empty_structures", "relative_dose") else KBP_ROW
         cases[name] = {**base, **change}
     cases["formula"] = {**KBP_ROW}
     alone = _write(corpus, corpus["root"] / "good.csv", GOOD)
