@@ -88,7 +88,7 @@ def fit(model, train_dl, val_dl, cfg: TrainingRunConfig, device, *,
                                   max_bad_steps=t.max_bad_steps, info=info)
         if scheduler is not None:
             scheduler.step()
-        val = evaluate(model, val_dl, device, amp=t.amp, min_labs=cfg.loss.min_labs_for_nadir)
+        val = evaluate(model, val_dl, device, amp=t.amp, loss_cfg=cfg.loss)
         metrics.update({f"val_{k}": v for k, v in val.items()}, lr=optimizer.param_groups[0]["lr"])
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in metrics.items()}})
@@ -205,8 +205,7 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
 
         # ---- the population mechanistic model, then both on the held-out fold
         mech = fit_mechanistic_baseline(cfg, data.model_inputs, train_dl, val_dl, dev, info)
-        results = {name: evaluate(net, test_dl, dev, amp=t.amp,
-                                  min_labs=cfg.loss.min_labs_for_nadir)
+        results = {name: evaluate(net, test_dl, dev, amp=t.amp, loss_cfg=cfg.loss)
                    for name, net in (("hybrid", model), ("mechanistic", mech))}
         times = {"data_s": t_data, "hybrid_s": t_hybrid, "total_s": time.perf_counter() - t_start}
         summary = run_summary(state, results, run_dir, times, tracker,

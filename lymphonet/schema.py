@@ -392,3 +392,15 @@ def ctcae_grade(alc: Any) -> Any:
     if hasattr(alc, "new_tensor"):  # torch, without importing it here
         return (alc[..., None] < alc.new_tensor(cuts)).sum(-1)
     return (np.asarray(alc, float)[..., None] < np.asarray(cuts)).sum(-1).astype(np.int64)
+
+
+#: Leading characters a spreadsheet reads as the start of a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(value: Any) -> Any:
+    """A text cell that starts like a spreadsheet formula, prefixed with ``'`` (numbers and other
+    text unchanged); every CSV lymphonet writes for people passes its text cells through it."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
+        from lymphonet.schema import escape_cell
+
+        table.assign(structure=table["structure"].map(escape_cell)).to_csv(args.out, index=False)
         print(f"wrote {len(table)} structures to {args.out}")
     return 0

@@ -30,6 +30,7 @@ import numpy as np
 
 from lymphonet.errors import InputError
 from lymphonet.metrics import normal_quantile
+from lymphonet.schema import escape_cell
 from lymphonet.scoring.runner import ScoreOptions, iter_scores, manifest_tasks
 
 COMPARE_COLUMNS: tuple[str, ...] = (
@@ -148,7 +149,8 @@ def compare_plans(bundle_dir: str | Path, manifest: str | Path, out: str | Path,
     with open(result.out, "w", newline="") as fh:
         w = csv.DictWriter(fh, COMPARE_COLUMNS)
         w.writeheader()
-        w.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
+        w.writerows({k: (f"{v:.6g}" if isinstance(v, float) else escape_cell(v))
+                     for k, v in r.items()}
                     for r in result.rows)
     if plot is not None:
         result.plot = plot_trajectories({p: v for p, v in scored.items() if len(v) > 1},

@@ -24,10 +24,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from lymphonet.errors import InputError, safe_path
-from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS
-
-#: Leading characters a spreadsheet reads as the start of a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS, escape_cell
 
 
 class OutputLock:
@@ -76,13 +73,6 @@ def input_key(row: dict[str, Any], files: Iterable[Path], root: Path) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def escape_cell(value: Any) -> Any:
-    """Prefix a text cell that starts like a spreadsheet formula with ``'`` (numbers unchanged)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _fmt(v: Any) -> Any:
     return f"{v:.7g}" if isinstance(v, float) else escape_cell(v)
 
@@ -115,6 +105,16 @@ def previous_ok(out: Path, version: str) -> dict[str, dict[str, str]]:
                          "it away", file=out.name, field="--out") from None
     return {r["plan_id"]: r for r in rows
             if r.get("status") == "ok" and r.get("model_version") == version and r.get("plan_id")}
+
+
+def plans_with_trajectories(path: Path) -> set[str]:
+    """Plan ids that have rows in a trajectory CSV (empty set when it does not exist)."""
+    if not path.is_file():
+        return set()
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        return {rec[0] for rec in reader if rec}
 
 
 def keep_trajectories(path: Path, keep: set[str]) -> None:

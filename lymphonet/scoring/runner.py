@@ -32,6 +32,7 @@ faster; ``resampler="torchio"`` uses the training code path itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -44,13 +45,13 @@ import numpy as np
 import torch
 
 from lymphonet.errors import InputError, redact
-from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS
+from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS, escape_cell
 from lymphonet.scoring.output import (
     OutputLock,
     ScoreWriter,
-    escape_cell,
     input_key,
     keep_trajectories,
+    plans_with_trajectories,
     previous_ok,
     reorder,
     write_rows,
@@ -262,9 +263,13 @@ def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path
     bundle = load_bundle(bundle_dir)  # verify checksums + versions once, fail early
     options = replace(options or ScoreOptions(), trajectories=trajectories is not None)
     tasks, root = manifest_tasks(manifest, options.alc_unit)
+    settings = settings_key(options)
+    for t in tasks:  # the resume key covers the scoring settings too
+        t.key = input_key({"row": t.key, "settings": settings}, [], root)
     out = Path(out)
     traj_path = Path(trajectories) if trajectories is not None else None
-    with OutputLock(out):
+    _check_outputs(Path(manifest), out, traj_path)
+    with OutputLock(out), (OutputLock(traj_path) if traj_path else contextlib.nullcontext()):
         todo = _start_output(out, traj_path, tasks, bundle.model_version, resume)
         summary = ScoreSummary(n_rows=len(tasks), n_skipped=len(tasks) - len(todo), out=out,
                                trajectories=traj_path)
@@ -284,6 +289,25 @@ def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path
     return summary
 
 
+def settings_key(options: ScoreOptions) -> str:
+    """The scoring settings that change a row's numbers (part of its resume key)."""
+    return repr((options.backend, options.resampler, options.particles, options.alc_unit,
+                 options.level, options.max_dose_gy))
+
+
+def _check_outputs(manifest: Path, out: Path, traj_path: Path | None) -> None:
+    """Refuse outputs that would overwrite an input or each other, or that cannot be files."""
+    paths = {"--out": out} | ({"--trajectories": traj_path} if traj_path is not None else {})
+    for flag, path in paths.items():
+        if path.exists() and path.is_dir():
+            raise InputError("is a folder; give a file name", file=path.name, field=flag)
+        if path.resolve() == manifest.resolve():
+            raise InputError("would overwrite the manifest", file=path.name, field=flag)
+    if traj_path is not None and traj_path.resolve() == out.resolve():
+        raise InputError("the trajectories need a file of their own", file=traj_path.name,
+                         field="--trajectories")
+
+
 def _start_output(out: Path, traj_path: Path | None, tasks: list[Task], version: str,
                   resume: bool) -> list[Task]:
     """Keep the rows that are still current, drop the rest (and their trajectories); return the
@@ -291,6 +315,9 @@ def _start_output(out: Path, traj_path: Path | None, tasks: list[Task], version:
     previous = previous_ok(out, version) if resume else {}
     key_of = {escape_cell(t.plan_id): t.key for t in tasks if t.record is not None}
     done = {pid: r for pid, r in previous.items() if key_of.get(pid) == r.get("input_sha256")}
+    if traj_path is not None:  # a kept row needs its trajectory too
+        have = plans_with_trajectories(traj_path)
+        done = {pid: r for pid, r in done.items() if pid in have}
     if traj_path is not None and traj_path.exists() and done:
         keep_trajectories(traj_path, set(done))
     elif traj_path is not None:

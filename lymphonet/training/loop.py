@@ -160,17 +160,22 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer, loss_
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, *, amp: str = "off",
-            min_labs: int = 2, level: float = 0.9) -> dict[str, Any]:
+            loss_cfg: LossConfig | None = None, level: float = 0.9) -> dict[str, Any]:
     """Predictions and per-lab / per-patient evaluation arrays for a whole loader (eval mode).
+
+    The loss is the training loss of ``loss_cfg`` (the run's ``cfg.loss``: its weights and its
+    ``min_labs_for_nadir``), so early stopping judges what training optimises.
 
     Returns:
         dict with ``index`` [N], ``alc`` [N, T], ``days`` [T], ``p_g3``/``p_g4`` [N],
         ``nadir_grid`` [N], per-lab arrays ``log_err``, ``nll``, ``inside`` (pooled), per-patient
-        ``nadir_pred_at_labs``/``nadir_obs`` (patients with >= ``min_labs`` labs) and
+        ``nadir_pred_at_labs``/``nadir_obs`` (patients with >= ``min_labs_for_nadir`` labs) and
         ``obs_days``/``obs_alc``/``obs_mask`` [N, M].
     """
     net = unwrap(model)
     net.eval()
+    loss_cfg = loss_cfg or LossConfig()
+    min_labs = loss_cfg.min_labs_for_nadir
     z = normal_quantile(0.5 + level / 2)
     acc: dict[str, list] = {k: [] for k in ("index", "alc", "p_g3", "p_g4", "nadir_grid", "log_err",
                                             "nll", "inside", "nadir_pred_at_labs", "nadir_obs",
@@ -182,7 +187,7 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, *,
         with autocast(device, amp):
             out = net(batch)
         days = out.days
-        loss, _ = compute_loss(out, batch, net.noise, LossConfig(min_labs_for_nadir=min_labs))
+        loss, _ = compute_loss(out, batch, net.noise, loss_cfg)
         mask = observed(batch, float(days[-1]))
         t_obs, obs = clean_labs(batch, mask)
         pred = interpolate_days(out.alc.float(), days, t_obs)
@@ -210,9 +215,9 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, *,
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *,
-             amp: str = "off", min_labs: int = 2) -> dict[str, float]:
-    """Held-out metrics (see :mod:`lymphonet.training.metrics`) plus the mean loss."""
-    p = predict(model, loader, device, amp=amp, min_labs=min_labs)
+             amp: str = "off", loss_cfg: LossConfig | None = None) -> dict[str, float]:
+    """Held-out metrics (:func:`lymphonet.metrics.summarise`) plus the mean loss of ``loss_cfg``."""
+    p = predict(model, loader, device, amp=amp, loss_cfg=loss_cfg)
     m = summarise(p["log_err"], p["nadir_pred_at_labs"], p["nadir_obs"], p["p_g3_lab"],
                   p["p_g4_lab"], p["inside"], p["nll"])
     m["loss"] = p["loss"]

@@ -39,7 +39,7 @@ def write_outputs(cfg, run_dir: Path, state: dict[str, Any], models: dict[str, t
     plots.mkdir(exist_ok=True)
     preds = {}
     for name, net in models.items():
-        preds[name] = predict(net, test_dl, device, amp=cfg.train.amp)
+        preds[name] = predict(net, test_dl, device, amp=cfg.train.amp, loss_cfg=cfg.loss)
         lo, hi = net.noise.interval(torch.as_tensor(preds[name]["alc"]),
                                     torch.as_tensor(preds[name]["days"]))
         preds[name]["lo"], preds[name]["hi"] = lo.detach().numpy(), hi.detach().numpy()

@@ -143,3 +143,31 @@ def test_exported_bundles_carry_no_absolute_input_path(tmp_path):
     bundle = export_bundle(ckpt_path, tmp_path / "bundle", onnx=False, torchscript=False)
     text = "".join(p.read_text() for p in bundle.glob("*.json"))
     assert "/hospital" not in text and "Doe_Jane" not in text and str(tmp_path) not in text
+
+
+def test_changed_settings_or_new_trajectories_are_rescored(corpus, bundle, tmp_path):
+    from lymphonet.scoring.prepare import ScoreOptions
+
+    out = tmp_path / "scores.csv"
+    manifest = _manifest(corpus)
+    score_manifest(bundle, manifest, out, progress=False)
+    again = score_manifest(bundle, manifest, out, progress=False,
+                           options=ScoreOptions(particles=50))
+    assert again.n_skipped == 0 and again.n_ok == 4  # other particles: other numbers
+    traj = tmp_path / "traj.csv"
+    with_traj = score_manifest(bundle, manifest, out, trajectories=traj, progress=False,
+                               options=ScoreOptions(particles=50))
+    assert with_traj.n_ok == 4  # rows without a trajectory are not "done" for a run wanting one
+    assert set(pd.read_csv(traj, dtype={"plan_id": str})["plan_id"]) == \
+        {f"p{i}_plan" for i in range(4)}
+
+
+@pytest.mark.parametrize("target", ["manifest", "folder", "same"])
+def test_outputs_that_would_clobber_are_refused(corpus, bundle, tmp_path, target):
+    manifest = _manifest(corpus, name="clobber.csv")
+    before = manifest.read_text()
+    out = {"manifest": manifest, "folder": tmp_path, "same": tmp_path / "s.csv"}[target]
+    traj = tmp_path / "s.csv" if target == "same" else None
+    with pytest.raises(InputError):
+        score_manifest(bundle, manifest, out, trajectories=traj, progress=False)
+    assert manifest.read_text() == before

@@ -143,3 +143,11 @@ def test_cli_smoke_run(tmp_path, capsys):
     assert (tmp_path / "smoke" / "best.pt").exists()
     assert (tmp_path / "smoke" / "plots" / "trajectories.png").exists()
     assert not (tmp_path / "mlruns.db").exists()
+
+
+def test_evaluation_loss_follows_the_loss_config(data):
+    model = build_model(cfg(), INPUTS)
+    loader = DataLoader(data, batch_size=6)
+    default = evaluate(model, loader, CPU)["loss"]
+    weighted = evaluate(model, loader, CPU, loss_cfg=LossConfig(nadir_weight=5.0))["loss"]
+    assert weighted != pytest.approx(default)

@@ -121,3 +121,20 @@ def test_the_model_does_not_depend_on_the_progress_display(tmp_path):
             "train.epochs=2", f"train.progress={shown}", "tracking.enabled=false"])
         results[shown] = script.train(cfg, out_dir=str(tmp_path / shown))["results"]
     assert json.dumps(results["true"], sort_keys=True) == json.dumps(results["false"], sort_keys=True)
+
+
+def test_validation_and_test_losses_use_the_run_loss_config(monkeypatch, tmp_path):
+    script = load_train_script()
+    seen = []
+    real = script.evaluate
+
+    def spy(model, loader, device, **kw):
+        seen.append(kw["loss_cfg"])
+        return real(model, loader, device, **kw)
+
+    monkeypatch.setattr(script, "evaluate", spy)
+    cfg = load_training_config(REPO / "configs/smoke.yaml", [
+        "train.epochs=1", "loss.nadir_weight=2.5", "loss.prior_weight=0.1",
+        "tracking.enabled=false"])
+    script.train(cfg, out_dir=str(tmp_path))
+    assert seen and all(c == cfg.loss for c in seen)
