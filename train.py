@@ -31,6 +31,7 @@ from lymphonet.data.prepare import (
     make_loaders,
     prepare_split_and_cache,
 )
+from lymphonet.errors import InputError
 from lymphonet.training import distributed
 from lymphonet.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from lymphonet.training.config import TrainingRunConfig, load_training_config
@@ -199,7 +200,8 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
         model = build_model(cfg.model, data.model_inputs).to(dev)
         state = fit(distributed.wrap(model, info, dev), train_dl, val_dl, cfg, dev, info=info,
                     save=save, on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
-                    resume=_resume_checkpoint(resume, run_dir), desc="hybrid epochs")
+                    resume=_resume_checkpoint(resume, run_dir, cfg_dict, data.split_sha256),
+                    desc="hybrid epochs")
         t_hybrid = time.perf_counter() - t_start - t_data
         save("final", model, None, None, state)
 
@@ -219,14 +221,26 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
         distributed.teardown()
 
 
-def _resume_checkpoint(resume: str | None, run_dir: Path) -> dict[str, Any] | None:
-    """The checkpoint to continue from ("auto": ``last.pt`` if present), with its best weights."""
+def _resume_checkpoint(resume: str | None, run_dir: Path, cfg_dict: dict[str, Any],
+                       split_sha256: str | None) -> dict[str, Any] | None:
+    """The checkpoint to continue from ("auto": ``last.pt`` if present), with its best weights.
+
+    Refused when it was trained on another split or with other data, model or loss settings
+    (only ``train.epochs`` and the runtime switches may change on resume).
+    """
     if not resume:
         return None
     path = run_dir / "last.pt" if resume == "auto" else Path(resume)
     if resume == "auto" and not path.exists():
         return None
     ckpt = load_checkpoint(path)
+    changed = [k for k in ("data", "model", "loss", "cohort") if ckpt["config"].get(k) != cfg_dict[k]]
+    if ckpt["state"].get("split_sha256") != split_sha256:
+        changed.append("split file")
+    if changed:
+        raise InputError(f"cannot resume: the checkpoint was trained with other {', '.join(changed)}"
+                         "; start a new run (another name or out folder)", file=path.name,
+                         field="--resume")
     best = path.parent / "best.pt"
     if best.exists():
         ckpt["best_model"] = load_checkpoint(best)["model"]

@@ -49,13 +49,17 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "plan_id", "site", "fraction_days", "beam_on_time_s", "chemo", "chemo_regimen", "age", "sex",
     "bmi", "structures_path", "structure_map", "alc_unit", "baseline_alc_unit",
 )
-#: Numeric ranges: column -> (low, high, low inclusive, high inclusive, unit).
+#: Numeric ranges: column -> (low, high, low inclusive, high inclusive, unit). Plausibility, not
+#: just possibility: a pre-treatment ALC below 0.05 x 10^9/L (deep grade 4 before any treatment)
+#: is almost always a unit slip; external-beam fractions are delivered in minutes, not hours;
+#: no external-beam course has more than 100 fractions.
 RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
+    "n_fractions": (1.0, 100.0, True, True, "fractions"),
     "dose_per_fraction_gy": (0.0, 30.0, False, False, "Gy"),
-    "beam_on_time_s": (0.0, math.inf, False, False, "s"),
+    "beam_on_time_s": (0.0, 3600.0, False, True, "s"),
     "age": (0.0, 120.0, True, True, "years"),
     "bmi": (10.0, 80.0, True, True, "kg/m^2"),
-    "baseline_alc": (0.0, 20.0, False, False, "10^9/L"),
+    "baseline_alc": (0.05, 20.0, True, False, "10^9/L"),
 }
 LABS_REQUIRED: tuple[str, ...] = ("patient_id", "day", "alc")
 

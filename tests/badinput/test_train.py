@@ -18,7 +18,7 @@ def cohort(corpus):
     rows = {"good": {}, "cgy": {"dose_path": corpus["kbp_cgy"]},
             "zero": {"dose_path": corpus["kbp_zero"]},
             "other_structures": {"structures_path": corpus["breast_rtss"]},
-            "wrong_schedule": {"n_fractions": 350}}
+            "wrong_schedule": {"n_fractions": 70}}
     with open(root / "manifest.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(COLUMNS)

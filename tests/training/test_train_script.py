@@ -138,3 +138,45 @@ def test_validation_and_test_losses_use_the_run_loss_config(monkeypatch, tmp_pat
         "tracking.enabled=false"])
     script.train(cfg, out_dir=str(tmp_path))
     assert seen and all(c == cfg.loss for c in seen)
+
+
+def test_resume_is_refused_after_a_config_change(tmp_path, capsys):
+    from lymphonet.cli import main
+
+    base = ["train", "--config", "configs/smoke.yaml", "--out", str(tmp_path), "--no-tracking",
+            "--set", "train.epochs=1"]
+    assert main(base) == 0
+    assert main(base + ["--set", "train.epochs=2", "--resume"]) == 0  # more epochs: fine
+    code = main(base + ["--set", "model.mlp_hidden=32", "--resume"])
+    assert code == 2 and "trained with other model" in capsys.readouterr().err
+
+
+def test_sampler_sees_zero_based_epochs_and_fit_passes_the_scaler(monkeypatch):
+    from torch.utils.data import DataLoader
+
+    from lymphonet.data.synthetic import SyntheticCohort
+    from lymphonet.training.loop import build_model
+
+    script = load_train_script()
+    ds = SyntheticCohort(8, image_size=8, n_days=60)
+    epochs_seen, scalers = [], []
+
+    class Sampler(torch.utils.data.SequentialSampler):
+        def set_epoch(self, epoch):
+            epochs_seen.append(epoch)
+
+    real_epoch = script.train_one_epoch
+    sentinel = object()
+    monkeypatch.setattr(script, "make_scaler", lambda dev, amp: sentinel)
+
+    def spy(*a, **kw):
+        scalers.append(kw["scaler"])
+        return real_epoch(*a, **{**kw, "scaler": None})
+
+    monkeypatch.setattr(script, "train_one_epoch", spy)
+    cfg = load_training_config(REPO / "configs/smoke.yaml", ["train.epochs=3", "train.patience=9"])
+    loader = DataLoader(ds, batch_size=4, sampler=Sampler(ds))
+    model = build_model(cfg.model, {"n_channels": 3, "n_clinical": 6, "n_dose_summary": 2})
+    script.fit(model, loader, loader, cfg, torch.device("cpu"))
+    assert epochs_seen == [0, 1, 2]  # the seed-and-epoch shuffle of lymphonet train (v0.1: 1..E)
+    assert scalers == [sentinel] * 3
