@@ -23,6 +23,12 @@ def add_common(p) -> None:
                                                  "the model was trained)")
     p.add_argument("--alc-unit", help="unit of baseline_alc without a unit column "
                                       "(10^9/L or cells/uL)")
+    p.add_argument("--max-dose-gy", type=float, help="plausibility limit of a course maximum "
+                                                     "(default: the model's, 150 Gy)")
+    p.add_argument("--no-prescription-check", action="store_true",
+                   help="do not refuse plans whose dose maximum or target D95 disagrees with "
+                        "n_fractions x dose_per_fraction_gy (for lattice / SFRT or composite "
+                        "plans; each such row says so in warnings)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -42,10 +48,14 @@ def register(subparsers) -> None:
 
 
 def options(args):
+    from lymphonet.errors import InputError
     from lymphonet.scoring.runner import ScoreOptions
 
+    if args.max_dose_gy is not None and not args.max_dose_gy > 0:
+        raise InputError(f"must be > 0 Gy, got {args.max_dose_gy}", field="--max-dose-gy")
     return ScoreOptions(backend=args.backend, resampler=args.resampler, particles=args.particles,
-                        alc_unit=args.alc_unit)
+                        alc_unit=args.alc_unit, max_dose_gy=args.max_dose_gy,
+                        prescription_check=not args.no_prescription_check)
 
 
 def run(args) -> int:

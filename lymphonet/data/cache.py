@@ -101,7 +101,8 @@ def preprocess_plan(record: PlanRecord, root: Path, config: DataConfig) -> dict[
     """Cache content of one plan: ``dose_gy`` float16 ``[D, H, W]``, ``masks`` (bit-packed bool
     ``[C_m, D, H, W]``), ``origin_mm`` and the plan features (``feat_*``)."""
     plan = read_plan(record, root, default_beam_on_time_s=config.default_beam_on_time_s,
-                     max_dose_gy=config.max_dose_gy)
+                     max_dose_gy=config.max_dose_gy,
+                     check_prescription=config.prescription_check)
     feats = features_of_plan(plan, n_quantiles=config.n_quantiles,
                              particles=config.blood_particles, seed=config.feature_seed)
     image, origin = image_from_plan(plan.dose, plan.structures, config, record.patient_id)

@@ -43,6 +43,9 @@ class DataConfig:
             none; None makes a missing value an error naming the plan.
         max_dose_gy: Plausibility limit of a course's maximum dose (Gy); a higher dose is refused
             (raise it only for brachytherapy-like doses).
+        prescription_check: Refuse plans whose dose maximum or target D95 disagrees with
+            ``n_fractions x dose_per_fraction_gy`` (docs/refusals.md); off for lattice / SFRT or
+            composite plans.
         cache_dir: Cache folder; None = ``<cohort folder>/.cache/lymphonet``.
         preprocess_workers: Processes for the first (uncached) preprocessing pass.
         augment: Whether the trainer augments its *training* set (``PlanDataset(...,
@@ -69,6 +72,7 @@ class DataConfig:
     feature_seed: int = 0
     default_beam_on_time_s: float | None = None
     max_dose_gy: float = 150.0
+    prescription_check: bool = True
     cache_dir: str | None = None
     preprocess_workers: int = 1
     augment: bool = False
@@ -106,7 +110,8 @@ class DataConfig:
         """The settings that change what is cached (not scale, augmentation, padding, paths)."""
         d = asdict(self)
         keep = ("spacing_mm", "shape", "organ_channels", "crop_center", "n_quantiles",
-                "blood_particles", "feature_seed", "default_beam_on_time_s")
+                "blood_particles", "feature_seed", "default_beam_on_time_s", "max_dose_gy",
+                "prescription_check")
         return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keep}
 
 

@@ -145,8 +145,9 @@ def get_or_make_splits(plans: Sequence[PlanRecord], path: str | Path, n_folds: i
                              "split file away to make a new one", file=path, field="train.n_folds")
         return df
     df = make_splits(plans, n_folds, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(want))  # the record first: a split never exists without it
     save_splits(df, path)
-    record.write_text(json.dumps(want))
     return df
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lymphonet.errors import InputError
+from lymphonet.errors import InputError, redact, safe_path
 from lymphonet.io.loaders import VOLUME_SUFFIXES, _kind
 
 
@@ -67,4 +67,15 @@ def inspect_path(path: str | Path) -> list[dict]:
         raise InputError("path not found", file=path)
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return [inspect_file(p) for p in files if not p.name.endswith(".json")]
+    root = path.parent if path.is_file() else path
+    return [_shareable(inspect_file(p), root) for p in files if not p.name.endswith(".json")]
+
+
+def _shareable(info, root: Path):
+    """The summary without DICOM UIDs or absolute paths (file names relative to ``root``)."""
+    if isinstance(info, dict):
+        return {k: (safe_path(v, root) if k == "file" else _shareable(v, root))
+                for k, v in info.items()}
+    if isinstance(info, list):
+        return [_shareable(v, root) for v in info]
+    return redact(info, root) if isinstance(info, str) else info

@@ -130,7 +130,7 @@ def plan_input_files(record: PlanRecord, root: Path | None) -> list[Path]:
 
 def read_plan(record: PlanRecord, root: Path | None = None, *,
               default_beam_on_time_s: float | None = None,
-              max_dose_gy: float = MAX_COURSE_DOSE_GY) -> Plan:
+              max_dose_gy: float = MAX_COURSE_DOSE_GY, check_prescription: bool = True) -> Plan:
     """Read a validated manifest row's dose and structures.
 
     Args:
@@ -138,6 +138,7 @@ def read_plan(record: PlanRecord, root: Path | None = None, *,
         root: Manifest folder, for relative paths in pass-through columns (``targets_path``).
         default_beam_on_time_s: Beam-on time (s) for rows without one; None makes that an error.
         max_dose_gy: Plausibility limit of the course maximum (Gy).
+        check_prescription: Check the dose against the prescription (off: said in the notes).
 
     Raises:
         InputError: Naming the patient, file and field of whatever is wrong.
@@ -150,7 +151,7 @@ def read_plan(record: PlanRecord, root: Path | None = None, *,
         beam_on_time_s=beam_on, structure_map=record.structure_map,
         fraction_days=record.fraction_days, prescription_gy=record.total_dose_gy,
         sex=record.sex, patient=pid, targets_path=extra_path(record, "targets_path", root),
-        beam_on_assumed=assumed, max_dose_gy=max_dose_gy)
+        beam_on_assumed=assumed, max_dose_gy=max_dose_gy, check_prescription=check_prescription)
 
 
 def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *,
@@ -160,7 +161,8 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
                     sex: str | None = None, patient: str | None = None,
                     targets_path: str | Path | None = None,
                     beam_on_assumed: bool = False,
-                    max_dose_gy: float = MAX_COURSE_DOSE_GY) -> Plan:
+                    max_dose_gy: float = MAX_COURSE_DOSE_GY,
+                    check_prescription: bool = True) -> Plan:
     """Read a plan from its files (the command-line route; :func:`read_plan` for manifest rows).
 
     Args:
@@ -176,6 +178,7 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
         targets_path: Extra structures OR-ed into the canonical set (e.g. GTV/PTV label map).
         beam_on_assumed: Whether the beam-on time is a default rather than the plan's own.
         max_dose_gy: Plausibility limit of the course maximum (Gy).
+        check_prescription: Check the dose against ``prescription_gy`` (off: said in the notes).
 
     Raises:
         InputError: Unreadable files, implausible dose, a prescription the dose does not bear
@@ -209,6 +212,9 @@ def read_plan_files(dose_path: str | Path, structures_path: str | Path | None, *
         raise InputError("no body contour among the structures", patient=patient,
                          file=structures_path, field="body")
     notes = []
+    if not check_prescription:
+        notes.append("the dose was not checked against the prescription (switched off)")
+        prescription_gy = None
     if dose.metadata.get("DoseUnits") == "RELATIVE":  # scaled by the prescription: circular
         notes.append("the schedule cannot be checked against a RELATIVE dose (it is scaled by "
                      "the prescription)")

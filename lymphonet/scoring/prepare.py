@@ -36,6 +36,8 @@ class ScoreOptions:
         alc_unit: Unit of ``baseline_alc`` when the manifest has no unit column (None = 10^9/L).
         level: Central coverage of the intervals.
         max_dose_gy: Plausibility limit of a course's maximum dose (Gy); None = the model's.
+        prescription_check: Refuse plans whose dose disagrees with their prescription
+            (:func:`lymphonet.io.plan.check_dose_consistency`); off, they are scored with a warning.
     """
 
     backend: Backend = "torch"
@@ -45,6 +47,7 @@ class ScoreOptions:
     alc_unit: str | None = None
     level: float = 0.9
     max_dose_gy: float | None = None
+    prescription_check: bool = True
 
 
 @dataclass
@@ -75,7 +78,8 @@ def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOption
     cfg, pid = bundle.data_config, record.patient_id
     t = [time.perf_counter()]
     plan = read_plan(record, root, default_beam_on_time_s=cfg.default_beam_on_time_s,
-                     max_dose_gy=options.max_dose_gy or cfg.max_dose_gy)
+                     max_dose_gy=options.max_dose_gy or cfg.max_dose_gy,
+                     check_prescription=options.prescription_check)
     t.append(time.perf_counter())
     feats = features_of_plan(plan, n_quantiles=cfg.n_quantiles,
                              particles=options.particles or cfg.blood_particles,
@@ -93,16 +97,26 @@ def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOption
     prepared = PreparedPlan(image, bundle.encoder.transform([record])[0], summary[:n_s], kin,
                             feats.mean_body_dose_gy, feats.edic_gy,
                             feats.mean_blood_dose_gy * record.n_fractions,
-                            plan_warnings(record, plan, bundle.encoder))
+                            plan_warnings(record, plan, bundle.encoder,
+                                          bundle.model.cfg.n_days))
     if timings is not None:
         for name, a, b in zip(("read", "features", "resample"), t, t[1:]):
             timings[name] = timings.get(name, 0.0) + b - a
     return prepared
 
 
-def plan_warnings(record, plan, encoder) -> list[str]:
+#: Days after the last fraction the model's horizon should still cover (nadirs typically fall
+#: within a few weeks of the end of RT).
+HORIZON_MARGIN_DAYS = 30
+
+
+def plan_warnings(record, plan, encoder, horizon_days: int) -> list[str]:
     """What the score of this plan rests on that the plan did not say (documented warnings)."""
     out = []
+    last = float(record.fraction_days[-1])
+    if last + HORIZON_MARGIN_DAYS > horizon_days - 1:
+        out.append(f"the course ends on day {last:g}, within {HORIZON_MARGIN_DAYS} days of the "
+                   f"model's {horizon_days}-day horizon: the nadir may lie beyond it")
     site = (record.site or "").strip().lower()
     if site not in encoder.sites[:-1]:
         out.append(f"site {record.site or '(none)'!r} is not one the model was trained on: "

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from lymphonet.schema import CTCAE_CUTOFFS_ALC
+
 
 def _plt():
     import matplotlib
@@ -62,7 +64,7 @@ def trajectories(preds: dict[str, dict[str, Any]], path: str | Path, n: int = 6,
         m = first["obs_mask"][i]
         ax.scatter(first["obs_days"][i][m], first["obs_alc"][i][m], color="k", s=12, zorder=3,
                    label="labs")
-        ax.axhline(0.2, color="r", lw=0.6, ls=":")
+        ax.axhline(CTCAE_CUTOFFS_ALC[4], color="r", lw=0.6, ls=":")  # grade 4
         ax.set(title=f"held-out patient {i + 1}", xlabel="day", ylabel="ALC (10^9/L)")
         if i == 0:
             ax.legend(fontsize=7)

@@ -63,3 +63,14 @@ def test_labels_named_but_absent_are_a_documented_warning(corpus, capsys):
     assert code == 0
     assert "warning" in stderr and "Heart" in stderr
     assert bool(table.set_index("structure").loc["Heart", "empty"])
+
+
+def test_inspect_shows_no_uid_name_id_or_absolute_path(corpus, capsys):
+    import re
+
+    from .conftest import BREAST, BREAST_ID, BREAST_NAME
+
+    code, out, _ = run_cli(["inspect", BREAST], capsys)
+    assert code == 0 and "rtdose.dcm" in out
+    assert not re.search(r"\b[0-2](?:\.\d+){4,}\b", out)
+    assert BREAST_NAME not in out.lower() and BREAST_ID not in out and str(BREAST) not in out

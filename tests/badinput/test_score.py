@@ -156,3 +156,11 @@ def test_no_identifier_uid_or_absolute_path_in_any_output(scored, corpus):
     assert BREAST_NAME not in text.lower() and BREAST_ID not in text
     assert not re.search(r"\b[0-2](?:\.\d+){4,}\b", text)  # no DICOM UID
     assert str(corpus["root"]) not in text and "/tmp" not in text
+
+
+def test_a_course_past_the_model_horizon_is_scored_with_a_warning(corpus, bundle):
+    long = {**KBP_ROW, "n_fractions": 70, "dose_per_fraction_gy": 1.0}  # 14 weeks; horizon 80 d
+    manifest = _write(corpus, corpus["root"] / "long.csv", {"long": long})
+    score_manifest(bundle, manifest, corpus["root"] / "long_scores.csv", progress=False)
+    row = pd.read_csv(corpus["root"] / "long_scores.csv", keep_default_na=False).iloc[0]
+    assert row["status"] == "ok" and "horizon" in row["warnings"]

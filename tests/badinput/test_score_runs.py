@@ -171,3 +171,16 @@ def test_outputs_that_would_clobber_are_refused(corpus, bundle, tmp_path, target
     with pytest.raises(InputError):
         score_manifest(bundle, manifest, out, trajectories=traj, progress=False)
     assert manifest.read_text() == before
+
+
+def test_prescription_check_can_be_switched_off_and_says_so(corpus, bundle, tmp_path):
+    from lymphonet.scoring.prepare import ScoreOptions
+
+    manifest = _manifest(corpus, name="sfrt.csv", p0={"n_fractions": 70})  # 140 Gy vs 74 Gy max
+    out = tmp_path / "s.csv"
+    score_manifest(bundle, manifest, out, progress=False)
+    assert _read(out).set_index("plan_id").loc["p0_plan", "status"] == "error"
+    score_manifest(bundle, manifest, out, progress=False,
+                   options=ScoreOptions(prescription_check=False))
+    row = _read(out).set_index("plan_id").loc["p0_plan"]
+    assert row["status"] == "ok" and "not checked against the prescription" in row["warnings"]
