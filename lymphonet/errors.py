@@ -111,6 +111,9 @@ def without_absolute_paths(obj):
         return {k: without_absolute_paths(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(without_absolute_paths(v) for v in obj)
+    if isinstance(obj, str) and re.match(r"^[a-z][a-z0-9+.-]*:///", obj):  # sqlite:////x, file:
+        scheme, rest = obj.split(":", 1)
+        return f"{scheme}:{safe_path(rest.lstrip('/'), None)}"
     if isinstance(obj, str) and (obj.startswith("/") or re.match(r"^[A-Za-z]:\\", obj)):
-        return Path(obj).name
+        return safe_path(obj, None)
     return obj

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from lymphonet.errors import without_absolute_paths
 from lymphonet.metrics import format_table
 from lymphonet.training.loop import predict
 
@@ -51,14 +52,34 @@ def write_outputs(cfg, run_dir: Path, state: dict[str, Any], models: dict[str, t
     (run_dir / "history.json").write_text(json.dumps(state["history"], indent=1))
     for name, res in results.items():
         tracker.log_metrics({f"test_{name}_{k}": v for k, v in res.items()})
-    for f in files + [run_dir / "metrics.json", run_dir / "config.yaml"]:
+    for f in files:
         tracker.log_artifact(f)
+    _log_shareable(tracker, run_dir, summary, cfg)
     model = models["hybrid"]
     if cfg.tracking.log_model and tracker.enabled:
         tracker.log_model(model.cpu(), model_example(model, test_dl))
         model.to(device)
     tracker.end()
     _print_summary(cfg, run_dir, state, results, summary, tracker, plots)
+
+
+def _log_shareable(tracker, run_dir: Path, summary: dict[str, Any], cfg) -> None:
+    """The summary and the config as MLflow artifacts without absolute paths (the run folder's
+    own copies keep them, to rerun the run on this machine)."""
+    if not tracker.enabled:
+        return
+    import yaml
+
+    from lymphonet.config import to_dict
+
+    shared = run_dir / "shared"
+    shared.mkdir(exist_ok=True)
+    (shared / "metrics.json").write_text(
+        json.dumps(without_absolute_paths(summary), indent=1, default=float))
+    (shared / "config.yaml").write_text(
+        yaml.safe_dump(without_absolute_paths(to_dict(cfg)), sort_keys=False))
+    for name in ("metrics.json", "config.yaml"):
+        tracker.log_artifact(shared / name)
 
 
 def _print_summary(cfg, run_dir, state, results, summary, tracker, plots) -> None:

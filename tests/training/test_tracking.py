@@ -53,6 +53,10 @@ def test_cli_run_is_tracked_in_local_sqlite(tmp_path, monkeypatch, capsys):
     assert "test_hybrid_log_alc_rmse_all" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"learning_curves.png", "trajectories.png", "config.yaml", "metrics.json"} <= arts
+    for name in ("config.yaml", "metrics.json"):  # no absolute path leaves the machine
+        text = Path(client.download_artifacts(run.info.run_id, name, str(tmp_path))).read_text()
+        assert str(tmp_path) not in text
+    assert not any(str(tmp_path) in v for v in run.data.params.values())
     models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
     assert models and models[0].source_run_id == run.info.run_id
     info = mlflow.models.get_model_info(f"models:/{models[0].model_id}")
