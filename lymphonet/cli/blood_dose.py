@@ -33,6 +33,23 @@ def _parse_organ_doses(items: list[str]) -> dict[str, float]:
     return out
 
 
+def _parse_organ_dvhs(items: list[str], n_fractions: int) -> dict:
+    """``["lung=lung.csv,heart=heart.csv"]`` -> organ -> per-fraction :class:`RelativeDVH`."""
+    from lymphonet.io.dvh_table import read_cumulative_dvh
+
+    out = {}
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            name, sep, path = part.partition("=")
+            if not sep or not path.strip():
+                raise InputError(f"expected ORGAN=FILE, got {part!r}", field="--organ-dvh")
+            if name.strip() in out:
+                raise InputError(f"organ {name.strip()!r} given twice", field="--organ-dvh")
+            dvh = read_cumulative_dvh(path.strip(), organ=name.strip())
+            out[name.strip()] = dvh.per_fraction(n_fractions)
+    return out
+
+
 def _parse_beams(text: str | None) -> list[tuple[float, float]] | None:
     """``"10:20,40:20"`` -> ``[(10.0, 20.0), (40.0, 20.0)]`` (start:duration in s)."""
     if text is None:
@@ -56,6 +73,10 @@ def register(subparsers) -> None:
     src = p.add_argument_group("dose input (organ doses or a plan)")
     src.add_argument("--organ-dose", action="append", default=[], metavar="ORGAN=GY",
                      help="per-fraction organ dose, repeatable or comma separated (lung=2.0)")
+    src.add_argument("--organ-dvh", action="append", default=[], metavar="ORGAN=FILE",
+                     help="cumulative organ DVH of the course in HEDOS's format (CSV columns "
+                          "dose_bins in Gy, coverage in %%), repeatable or comma separated; "
+                          "divided by --fractions")
     src.add_argument("--dose", help="course dose file (DICOM RTDOSE or NIfTI/NRRD/MHA in Gy)")
     src.add_argument("--structures", help="structures (DICOM RTSTRUCT or NIfTI label map)")
     src.add_argument("--structure-map", help="structure name map file")
@@ -90,10 +111,17 @@ def run(args: argparse.Namespace) -> int:
               "weibull_shape": args.weibull_shape, "device": args.device, "course": args.course}
     common = {"beam_on_time_s": args.beam_on_time, "beams": beams, "sex": args.sex,
               "tbv_l": args.tbv_l, "co_l_min": args.co_l_min, "patient": args.patient}
+    if args.fractions < 1:
+        raise InputError(f"must be >= 1, got {args.fractions}", field="--fractions")
     organ_doses = _parse_organ_doses(args.organ_dose)
+    dvhs = _parse_organ_dvhs(args.organ_dvh, args.fractions)
+    if set(organ_doses) & set(dvhs):
+        raise InputError(f"organs {sorted(set(organ_doses) & set(dvhs))} given as a dose and as "
+                         "a DVH", field="--organ-dvh")
+    organ_doses.update(dvhs)
     if organ_doses and args.dose:
-        raise InputError("give either --organ-dose or --dose/--structures, not both",
-                         field="--organ-dose")
+        raise InputError("give either --organ-dose / --organ-dvh or --dose/--structures, not "
+                         "both", field="--organ-dose")
     if organ_doses:
         result = bd.blood_dose_from_organ_doses(organ_doses, n_fractions=args.fractions,
                                                 **common, **engine)

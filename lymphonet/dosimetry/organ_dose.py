@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lymphonet.errors import InputError
+from lymphonet.io.dvh_table import RelativeDVH
 
 #: Canonical organ -> ICRP-89 compartments whose blood sees the organ's dose.
 ORGAN_COMPARTMENTS: dict[str, tuple[str, ...]] = {
@@ -252,8 +253,8 @@ def histograms_from_organ_doses(organ_doses: Mapping[str, object],
 
     Args:
         organ_doses: Organ (canonical name, alias, or ``"remainder"``) -> per-fraction dose: a
-            number (uniform dose, Gy) or a pair ``(dose_gy [B], volume_cc [B])`` (differential
-            DVH).
+            number (uniform dose, Gy), a pair ``(dose_gy [B], volume_cc [B])`` (differential
+            DVH), or a :class:`~lymphonet.io.dvh_table.RelativeDVH` (shares without volume).
             Compartments no organ maps to get the ``"remainder"`` entry, or 0 Gy.
         circulation_names: Compartment ids (``Circulation.names``).
         patient: Patient id for error messages.
@@ -269,6 +270,8 @@ def histograms_from_organ_doses(organ_doses: Mapping[str, object],
         name = canonical_organ(raw_name)
         if isinstance(value, (int, float, np.floating, np.integer)):
             d, w, vol = np.array([float(value)]), np.ones(1), False
+        elif isinstance(value, RelativeDVH):  # shares of the organ, no absolute volume
+            d, w, vol = np.asarray(value.dose_gy, float), np.asarray(value.fraction, float), False
         else:
             try:
                 d, w = (np.asarray(v, dtype=float).ravel() for v in value)  # type: ignore[misc]
