@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from lymphonet.io.plan import read_plan
     from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics
     from lymphonet.kinetics.calibrate import Observations, fit_population
-    from lymphonet.kinetics.simulate import kinetics_inputs
+    from lymphonet.kinetics.simulate import inputs_from_features
 
     names = [n.strip() for n in args.fit.split(",") if n.strip()]
     unknown = sorted(set(names) - set(PARAM_NAMES))
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     ids = [getattr(r, key) for r in plans]
     after = labs[labs["day"] > 0]
     obs = Observations.from_long(after[key], after["day"], after["alc"], ids)
-    inputs = kinetics_inputs(features, [r.baseline_alc for r in plans],
+    inputs = inputs_from_features(features, [r.baseline_alc for r in plans],
                              fraction_days=[r.fraction_days for r in plans],
                              chemo=[r.chemo or "none" for r in plans], dtype=torch.float64)
     inputs.validate(ids)

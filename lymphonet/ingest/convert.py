@@ -184,12 +184,12 @@ def _convert(job: PlanJob, out_dir: Path, structure_map, result: PlanResult) -> 
 
         structures = read_rtstruct(job.struct_file, dose, patient=job.plan_id)
         smap = StructureMap.from_yaml(structure_map) if structure_map else StructureMap.default()
-        _, report = smap.apply(structures)
+        mapped, report = smap.apply(structures)
         if report.unmatched:
             message = ("structures not in the structure map (kept by name): "
                        + ", ".join(report.unmatched))
             result.events.append(("info", "unmatched_structures", message))
-        _check_against_plan(dose, structures, plan, job)
+        _check_against_plan(dose, mapped, plan, job)
         write_mask_folder(structures, out_dir / folder / "structures")
         result.row["structures_path"] = (folder / "structures").as_posix()
         result.row["n_structures"] = len(structures.names)
@@ -206,13 +206,12 @@ def _convert(job: PlanJob, out_dir: Path, structure_map, result: PlanResult) -> 
     result.row["ingest_notes"] = "; ".join(notes)
 
 
-def _check_against_plan(dose, structures, plan, job: PlanJob) -> None:
-    """The dose against the plan's prescription and the structures (the checks of the one plan
-    reader, :func:`lymphonet.io.plan.check_dose_consistency`), where a body is contoured."""
-    from lymphonet.io.loaders import canonicalise
+def _check_against_plan(dose, canonical, plan, job: PlanJob) -> None:
+    """The dose against the plan's prescription and the canonically named structures (the checks
+    of the one plan reader, :func:`lymphonet.io.plan.check_dose_consistency`), where a body is
+    contoured."""
     from lymphonet.io.plan import check_dose_consistency
 
-    canonical = canonicalise(structures, patient=job.plan_id)
     if "body" not in canonical:
         return
     rx = plan.prescription_gy

@@ -48,7 +48,7 @@ def load_theta(path: str | Path | None, dtype: torch.dtype = torch.float64) -> t
     return expand_theta(torch.as_tensor(theta, dtype=dtype), list(names))
 
 
-def kinetics_inputs(
+def inputs_from_features(
     features: list[PlanFeatures],
     baseline_alc: list[float] | np.ndarray,
     *,
@@ -125,7 +125,7 @@ def simulate(features: list[PlanFeatures], baseline_alc: Iterable[float], *,
         theta: ``[n_params]`` or ``[B, n_params]`` parameter adjustments (None: population).
         n_days: Length of the daily grid.
     """
-    inputs = kinetics_inputs(features, list(baseline_alc), fraction_days=fraction_days,
+    inputs = inputs_from_features(features, list(baseline_alc), fraction_days=fraction_days,
                              chemo=chemo, dtype=torch.float64)
     inputs.validate()
     b = inputs.batch_size

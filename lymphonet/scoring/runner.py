@@ -96,7 +96,8 @@ class Task:
     key: str = ""
 
 
-def manifest_tasks(path: str | Path, alc_unit: str | None = None) -> tuple[list[Task], Path]:
+def manifest_tasks(path: str | Path, alc_unit: str | None = None,
+                   settings: str = "") -> tuple[list[Task], Path]:
     """One :class:`Task` per data row of a manifest (CSV or Parquet), in file order.
 
     File-level problems (unreadable file, missing required column, ALC that looks like cells/uL
@@ -118,7 +119,7 @@ def manifest_tasks(path: str | Path, alc_unit: str | None = None) -> tuple[list[
                                        row_label=f"row {i}", alc_unit=alc_unit)
         files = plan_input_files(record, path.parent) if record is not None else []
         tasks.append(Task(i, pat, plan, record, "; ".join(str(e) for e in errors) or None,
-                          input_key(row, files, path.parent)))
+                          input_key({**row, "_settings": settings}, files, path.parent)))
     rows_of: dict[str, list[int]] = {}
     for t in tasks:
         if t.plan_id:
@@ -262,10 +263,7 @@ def score_manifest(bundle_dir: str | Path, manifest: str | Path, out: str | Path
     t0 = time.perf_counter()
     bundle = load_bundle(bundle_dir)  # verify checksums + versions once, fail early
     options = replace(options or ScoreOptions(), trajectories=trajectories is not None)
-    tasks, root = manifest_tasks(manifest, options.alc_unit)
-    settings = settings_key(options)
-    for t in tasks:  # the resume key covers the scoring settings too
-        t.key = input_key({"row": t.key, "settings": settings}, [], root)
+    tasks, root = manifest_tasks(manifest, options.alc_unit, settings_key(options))
     out = Path(out)
     traj_path = Path(trajectories) if trajectories is not None else None
     _check_outputs(Path(manifest), out, traj_path)

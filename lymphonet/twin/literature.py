@@ -246,14 +246,14 @@ def _row_patients(row: pd.Series, feats: list, n_per_row: int, seed: int,
                   sd_vec: torch.Tensor) -> tuple[KineticsInputs, torch.Tensor]:
     """Kinetics inputs and theta offsets of a row's virtual patients: the same baselines, z and
     phantom indices in every row (common random numbers); ``feats`` holds one entry per phantom."""
-    from lymphonet.kinetics.simulate import kinetics_inputs
+    from lymphonet.kinetics.simulate import inputs_from_features
 
     rng = np.random.default_rng([seed, 7919])  # same virtual patients in every row
     med = row["baseline_alc_median"]
     med = BASELINE_ALC_MEDIAN if pd.isna(med) else float(med)
     base = np.clip(med * np.exp(BASELINE_ALC_LOG_SD * rng.standard_normal(n_per_row)), 0.3, 5.0)
     which = np.arange(n_per_row) % len(feats)
-    inputs = kinetics_inputs([feats[i] for i in which], base,
+    inputs = inputs_from_features([feats[i] for i in which], base,
                              chemo=[str(row["chemo"])] * n_per_row, dtype=sd_vec.dtype)
     offsets = torch.as_tensor(rng.standard_normal((n_per_row, N_PARAMS)), dtype=sd_vec.dtype)
     return inputs, offsets * sd_vec

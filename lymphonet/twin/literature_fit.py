@@ -262,7 +262,7 @@ def lab_cohort_inputs(directory: str | Path, *, n_quantiles: int = 32, particles
     from lymphonet.io.cohort import load_cohort
     from lymphonet.io.plan import read_plan
     from lymphonet.kinetics.calibrate import Observations
-    from lymphonet.kinetics.simulate import kinetics_inputs
+    from lymphonet.kinetics.simulate import inputs_from_features
 
     cohort = load_cohort(directory)
     if cohort.labs.empty:
@@ -282,7 +282,7 @@ def lab_cohort_inputs(directory: str | Path, *, n_quantiles: int = 32, particles
         days.append(np.asarray(p.fraction_days, float))
         chemo.append(p.chemo or "none")
         ids.append(p.patient_id)
-    inputs = kinetics_inputs(feats, base, fraction_days=days, chemo=chemo, dtype=torch.float64)
+    inputs = inputs_from_features(feats, base, fraction_days=days, chemo=chemo, dtype=torch.float64)
     labs = cohort.labs
     obs = Observations.from_long(labs["patient_id"].to_numpy(), labs["day"].to_numpy(float),
                                  labs["alc"].to_numpy(float), ids)

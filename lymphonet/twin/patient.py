@@ -17,7 +17,7 @@ import torch
 from lymphonet.dosimetry.plan_features import PlanFeatures, plan_features
 from lymphonet.io.volume import StructureSet
 from lymphonet.kinetics import LymphocyteKinetics, theta_to_tensor
-from lymphonet.kinetics.simulate import kinetics_inputs
+from lymphonet.kinetics.simulate import inputs_from_features
 from lymphonet.schema import weekday_fraction_days
 from lymphonet.twin.covariates import (
     ClinicalFeatures,
@@ -221,7 +221,7 @@ def true_trajectories(recs: list[SimulatedPlan], n_days: int, chunk: int = 2048
     alc, phys, final = [], [], []
     for lo in range(0, len(recs), chunk):
         part = recs[lo: lo + chunk]
-        inp = kinetics_inputs([r.features for r in part], [r.clinical.baseline_alc for r in part],
+        inp = inputs_from_features([r.features for r in part], [r.clinical.baseline_alc for r in part],
                               fraction_days=[r.fraction_days for r in part],
                               chemo=[r.chemo for r in part], dtype=torch.float64)
         theta = torch.as_tensor(np.stack([r.theta for r in part]), dtype=torch.float64)

@@ -5,7 +5,7 @@ import torch
 from lymphonet.dosimetry.plan_features import PlanFeatures, lymphoid_masks, plan_features
 from lymphonet.errors import InputError
 from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics, nadir
-from lymphonet.kinetics.simulate import kinetics_inputs
+from lymphonet.kinetics.simulate import inputs_from_features
 from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.twin.sites import plan_for_site, site_phantom
 
@@ -41,7 +41,7 @@ def test_protons_lower_blood_dose_and_milder_depletion(esophagus):
     _, _, feats = esophagus
     assert feats["proton"].mean_blood_dose_gy < 0.6 * feats["photon"].mean_blood_dose_gy
     assert feats["proton"].edic_gy < feats["photon"].edic_gy
-    inputs = kinetics_inputs([feats["photon"], feats["proton"]], [2.0, 2.0],
+    inputs = inputs_from_features([feats["photon"], feats["proton"]], [2.0, 2.0],
                              chemo=["concurrent", "concurrent"])
     out = LymphocyteKinetics()(inputs, torch.zeros(2, len(PARAM_NAMES)))
     low, _ = nadir(out.alc, out.days)
@@ -67,6 +67,6 @@ def test_bad_beam_on_time_names_field(esophagus):
 def test_batching_pads_schedules(esophagus):
     f = esophagus[2]["photon"]
     short = PlanFeatures(**{**f.__dict__, "n_fractions": 5})
-    inputs = kinetics_inputs([f, short], [1.5, 2.5])
+    inputs = inputs_from_features([f, short], [1.5, 2.5])
     assert inputs.fraction_mask.sum(1).tolist() == [f.n_fractions, 5]
     inputs.validate()
