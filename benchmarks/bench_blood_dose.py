@@ -1,28 +1,43 @@
-"""Benchmark: event-driven blood-dose engine vs the per-time-step reference walk of the same model.
+"""Benchmark: the blood-dose engine vs a per-step reference walk, and vs HEDOS itself when given.
 
-    python benchmarks/bench_blood_dose.py [--particles 100000] [--beam-on 120] [--device cpu|cuda]
+    python benchmarks/bench_blood_dose.py [--particles 1000000] [--beam-on 120]
+    python benchmarks/bench_blood_dose.py --hedos PATH/TO/hedos   # side by side (not in CI)
 
-Case: a thoracic (lung-cancer-like) plan, per-fraction histograms of 256 bins for lungs, heart,
-great vessels, oesophagus and the body remainder (synthetic, gamma-distributed voxel doses). Both
-methods use the same circulation, stays and histograms. The reference walk (``dt`` steps, every
-particle checked every step) is run on the same number of particles by default; with a smaller
-``--ref-particles`` its time is scaled linearly to ``--particles`` and the scaling is printed.
+Case: without ``--hedos``, a synthetic thoracic plan (gamma-distributed voxel doses for lungs,
+heart, aorta, pulmonary artery, oesophagus and the body remainder; female reference circulation).
+With ``--hedos`` (a checkout of MGHPhysicsResearch/hedos), HEDOS's own example: its six organ DVHs
+(lung, heart, aorta, pulmonary artery, superior vena cava, tumour at 5% of the lung), 30 fractions,
+female, read by ``lymphonet.io.dvh_table`` on our side and by HEDOS's code on its side.
+
+Timed: walk + dose scoring (imports, table building and numba loading excluded), on the same
+particles and beam. The engine runs with tau_c = 0 (HEDOS's per-step draw in the limit), the default
+1 s and infinity (one voxel per stay), with all cores and with one thread. The per-step reference
+(``lymphonet.dosimetry.reference``, 50 ms steps like HEDOS) runs on ``--ref-particles`` and its time
+is scaled linearly. HEDOS runs in chunks of ``--hedos-chunk`` particles (its path array holds one
+byte per particle and step; unchunked, 1e6 particles x 2600 steps need 2.6 GB plus copies).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from lymphonet.dosimetry.blood_dose import reference_walk, simulate_blood_dose
+from lymphonet.dosimetry.blood_dose import simulate_blood_dose
 from lymphonet.dosimetry.circulation import Circulation
 from lymphonet.dosimetry.organ_dose import histograms_from_organ_doses
+from lymphonet.dosimetry.reference import per_step_walk
+from lymphonet.io.dvh_table import read_cumulative_dvh
+
+HEDOS_ORGANS = ("lung", "heart", "aorta", "pulmonary_artery", "superior_vena_cava", "tumor")
+N_FRACTIONS = 30
 
 
 def thoracic_histograms(names: tuple[str, ...], seed: int = 0):
@@ -32,17 +47,26 @@ def thoracic_histograms(names: tuple[str, ...], seed: int = 0):
     def organ(mean_gy: float, shape: float, n_vox: int, frac_zero: float = 0.0):
         d = rng.gamma(shape, mean_gy / shape, n_vox)
         d[rng.random(n_vox) < frac_zero] = 0.0
-        edges = np.linspace(0.0, d.max(), 257)
-        idx = np.clip(np.digitize(d, edges) - 1, 0, 255)
+        idx = np.clip(np.digitize(d, np.linspace(0.0, d.max(), 257)) - 1, 0, 255)
         vol = np.bincount(idx, minlength=256).astype(float)
         dose = np.bincount(idx, weights=d, minlength=256) / np.maximum(vol, 1)
         return dose[vol > 0], vol[vol > 0] * 0.027
 
     return histograms_from_organ_doses({
         "lungs": organ(0.5, 0.8, 200_000), "heart": organ(0.3, 0.6, 60_000),
-        "great_vessels": organ(1.0, 1.5, 8_000), "esophagus": organ(1.2, 2.0, 3_000),
+        "aorta": organ(1.0, 1.5, 5_000), "pulmonary_artery": organ(1.2, 1.5, 2_000),
+        "esophagus": organ(1.2, 2.0, 3_000),
         "remainder": organ(0.15, 0.5, 500_000, frac_zero=0.6),
     }, names)
+
+
+def hedos_case(hedos: Path):
+    """HEDOS's example as lymphonet inputs: (circulation with tumour, histograms)."""
+    circ = Circulation.reference("F").with_tumor("lung", 0.05)
+    dvh_dir = hedos / "input" / "patient" / "DVHs"
+    doses = {o: read_cumulative_dvh(dvh_dir / f"{o}_DVH.csv", organ=o).per_fraction(N_FRACTIONS)
+             for o in HEDOS_ORGANS}
+    return circ, histograms_from_organ_doses(doses, circ.names)
 
 
 def peak_rss_mb() -> float:
@@ -50,81 +74,110 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def compare(fast: torch.Tensor, ref: torch.Tensor) -> list[tuple[str, float, float, float, bool]]:
-    """(statistic, engine, reference, 4-sigma tolerance, agrees) rows."""
-    rows = []
-    se = math.hypot(float(fast.double().std()) / math.sqrt(fast.numel()),
-                    float(ref.double().std()) / math.sqrt(ref.numel()))
-    a, b = float(fast.double().mean()), float(ref.double().mean())
-    rows.append(("mean_gy", a, b, 4 * se, abs(a - b) < 4 * se))
-    for level in (0.0, 0.1, 0.3, 1.0):
-        p1, p2 = float((fast > level).double().mean()), float((ref > level).double().mean())
-        tol = 4.5 * math.sqrt(max(p1 * (1 - p1), 1e-5) * (1 / fast.numel() + 1 / ref.numel()))
-        rows.append((f"P(dose > {level} Gy)", p1, p2, tol, abs(p1 - p2) < tol))
-    return rows
+def stats(dose: np.ndarray) -> dict[str, float]:
+    return {"mean": float(dose.mean(dtype=np.float64)), "any": float(np.mean(dose > 0)),
+            "p98": float(np.quantile(dose, 0.98))}
+
+
+def run_hedos(hedos: Path, particles: int, windows, chunk: int, seed: int):
+    """HEDOS's own walk + per-step dose scoring of its example: (per-fraction dose, seconds)."""
+    sys.path.insert(0, str(hedos))
+    from simulation import (  # type: ignore[import-not-found]
+        CompartmentDose,
+        DoseRateFromDVH,
+        ExpandFlowModel,
+        TemporalDistribution,
+    )
+
+    np.random.seed(seed)
+    dt = 0.05
+    end = max(s + d for s, d in windows)
+    sim = {"sample_size": chunk, "nr_steps": math.ceil(end / dt), "dt": dt, "weibull_shape": 2,
+           "generate_new": True, "random_walk": False, "accumulate": False}
+    patient = {"gender": "F", "sheet_name": "female_new", "tumor_site": "lung",
+               "tumor_volume_fraction": 0.05, "relative_blood_density": 1.0,
+               "relative_perfusion": 1.0, "organs": list(HEDOS_ORGANS), "TBV": 3.9,
+               "CO": 5.9 / 60}
+    total_on = sum(d for _, d in windows)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = ExpandFlowModel(str(hedos / "input/phantom/ICRP89_compartment_model.xlsx"),
+                                patient, sim)
+        model.split_box_parallel("tumor", box_dict=patient)
+        model.construct_weibull()
+        rate = DoseRateFromDVH(n_fractions=N_FRACTIONS, total_beam_on_time=total_on)
+        hists = {o: rate.get_dose_rate_hist(str(hedos / f"input/patient/DVHs/{o}_DVH.csv"))
+                 for o in HEDOS_ORGANS}
+        ids = {o: [i for i, n in enumerate(model.names) if o in n] for o in HEDOS_ORGANS}
+        out, start = [], time.perf_counter()
+        for lo in range(0, particles, chunk):
+            model.sample_size = min(chunk, particles - lo)
+            blood = TemporalDistribution(model)
+            blood.generate_from_weibull()
+            total = np.zeros(model.sample_size)
+            for organ in HEDOS_ORGANS:
+                dose = CompartmentDose(blood.path, model.dt)
+                for s, d in windows:
+                    dose.add_dose(hists[organ], ids[organ], start_time=s, beam_on_time=d)
+                total += dose.dose
+            out.append(total)
+            del blood
+    return np.concatenate(out).astype(np.float32), time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--particles", type=int, default=100_000)
+    ap.add_argument("--particles", type=int, default=1_000_000)
     ap.add_argument("--beam-on", type=float, default=120.0, help="beam-on time per fraction, s")
-    ap.add_argument("--ref-particles", type=int, default=None,
-                    help="particles for the (slow) reference walk (default: --particles); "
-                         "a smaller number has its time scaled linearly (an overestimate: "
-                         "per-step Python overhead does not grow with particles)")
-    ap.add_argument("--dt", type=float, default=0.01, help="reference-walk time step, s")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: engine's)")
-    ap.add_argument("--sex", default="M")
+    ap.add_argument("--beam-start", type=float, default=10.0, help="start of the beam, s")
+    ap.add_argument("--ref-particles", type=int, default=10_000,
+                    help="particles for the per-step reference walk (time scaled linearly)")
+    ap.add_argument("--hedos", type=Path, help="a HEDOS checkout: run its example side by side")
+    ap.add_argument("--hedos-particles", type=int, help="particles for HEDOS (default "
+                                                        "--particles)")
+    ap.add_argument("--hedos-chunk", type=int, default=250_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
-    circ = Circulation.reference(args.sex)
-    hist = thoracic_histograms(circ.names)
-    kw = {"device": args.device, "num_threads": args.threads}
-    simulate_blood_dose(hist, circ, args.beam_on, particles=1000, seed=99, **kw)  # warm-up
-    rss0 = peak_rss_mb()
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for rep in range(args.repeats):
-        res = simulate_blood_dose(hist, circ, args.beam_on, particles=args.particles, seed=rep,
-                                  **kw)
-        times.append(res.seconds)
-    t_fast = min(times)
-    print(f"device {res.device}, torch threads {torch.get_num_threads()} (engine: "
-          f"{args.threads or 'auto'}), {args.particles} particles, {args.beam_on:g} s beam-on, "
-          f"{args.sex} reference circulation")
-    print(f"event-driven engine : {t_fast:.3f} s (best of {args.repeats}: "
-          f"{', '.join(f'{t:.3f}' for t in times)})")
-    print(f"  peak RSS {peak_rss_mb():.0f} MB (process before runs {rss0:.0f} MB)")
-    if args.device.startswith("cuda"):
-        print(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.1f} MB")
-
-    n_ref = min(args.ref_particles or args.particles, args.particles)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    ref = reference_walk(hist, circ, args.beam_on, particles=n_ref, dt_s=args.dt, seed=123,
-                         device=args.device)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t_ref_n = time.perf_counter() - t0
-    t_ref = t_ref_n * args.particles / n_ref
-    scaled = n_ref != args.particles
-    print(f"per-step reference  : {t_ref_n:.2f} s for {n_ref} particles (dt {args.dt} s, "
-          f"{math.ceil(args.beam_on / args.dt)} steps)"
-          + (f" -> {t_ref:.1f} s scaled linearly to {args.particles} particles" if scaled else ""))
-    print(f"speed-up            : {t_ref / t_fast:.0f}x")
-    print("statistics (engine vs reference, per fraction):")
-    ok = True
-    for name, a, b, tol, agree in compare(res.per_fraction_gy.cpu(), ref.cpu()):
-        ok &= agree
-        print(f"  {name:<18} {a:.5f}  {b:.5f}  tol {tol:.5f}  {'ok' if agree else 'DIFFERS'}")
-    print(f"  closed-form mean   {res.expected_mean_gy:.5f}")
-    print(f"  engine: fraction_any {res.fraction_any_dose:.4f}, D2 {res.d2_gy:.4f} Gy, "
-          f"D98 {res.d98_gy:.4f} Gy")
-    return 0 if ok else 1
+    windows = [(args.beam_start, args.beam_on)]
+    if args.hedos:
+        circ, hist = hedos_case(args.hedos)
+        case = "HEDOS's example (6 organ DVHs incl. tumour, 30 fractions, female)"
+    else:
+        circ = Circulation.reference("F")
+        hist = thoracic_histograms(circ.names)
+        case = "synthetic thoracic plan (female)"
+    print(f"case: {case}; {args.particles} particles; beam {args.beam_on:g} s from "
+          f"t = {args.beam_start:g} s; closed-form mean "
+          f"{hist.expected_blood_mean_gy(circ.volume_fraction):.5f} Gy")
+    rows = []
+    for tau in (0.0, 1.0, math.inf):
+        for threads in (None, 1):
+            times, res = [], None
+            for rep in range(args.repeats):
+                res = simulate_blood_dose(hist, circ, beams=windows, particles=args.particles,
+                                          seed=rep, tau_c_s=tau, threads=threads)
+                times.append(res.seconds)
+            rows.append((f"engine tau_c={tau:g} s, {threads or 'all'} thr", min(times),
+                         stats(res.per_fraction_gy)))
+    print(f"peak RSS of the process after the engine runs: {peak_rss_mb():.0f} MB")
+    start = time.perf_counter()
+    ref = per_step_walk(hist, circ, windows, particles=args.ref_particles, dt_s=0.05, seed=7)
+    t_ref = (time.perf_counter() - start) * args.particles / args.ref_particles
+    rows.append((f"per-step reference (50 ms, {args.ref_particles} scaled)", t_ref, stats(ref)))
+    t_hedos = None
+    if args.hedos:
+        n = args.hedos_particles or args.particles
+        dose, secs = run_hedos(args.hedos, n, windows, args.hedos_chunk, seed=3)
+        t_hedos = secs * args.particles / n
+        rows.append((f"HEDOS ({n} particles{', scaled' if n != args.particles else ''})",
+                     t_hedos, stats(dose)))
+    print(f"{'method':<46} {'seconds':>9} {'x ref':>7} {'x HEDOS':>8} {'mean Gy':>9} "
+          f"{'any':>7} {'p98 Gy':>8}")
+    for name, secs, st in rows:
+        vs_hedos = f"{t_hedos / secs:8.0f}" if t_hedos else f"{'-':>8}"
+        print(f"{name:<46} {secs:9.3f} {t_ref / secs:7.0f} {vs_hedos} {st['mean']:9.5f} "
+              f"{st['any']:7.4f} {st['p98']:8.4f}")
+    return 0
 
 
 if __name__ == "__main__":

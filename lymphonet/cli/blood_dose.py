@@ -3,13 +3,22 @@
 Examples::
 
     lymphonet blood-dose --organ-dose lung=2.0 --beam-on-time 10 --sex F --particles 100000 --json
+    lymphonet blood-dose --organ-dvh lung=lung.csv,tumor=tumor.csv --tumor-host lung --fractions 30 \
+        --beams 10:10 --sex F
     lymphonet blood-dose --dose RD.dcm --structures RS.dcm --fractions 30 --beams 10:20,40:20
+    lymphonet blood-dose --dose RD.dcm --structures RS.dcm --fractions 30 \
+        --beam-doses b1.nii.gz@10:20,b2.nii.gz@40:20
+
+Runs on the CPU without importing torch (``--device cuda`` uses the torch engine). The JSON also
+reports the two ends of the intra-organ correlation (``tau_c`` = 0 and infinity) beside the chosen
+value, so the sensitivity to it is visible.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from lymphonet.errors import InputError
@@ -65,6 +74,28 @@ def _parse_beams(text: str | None) -> list[tuple[float, float]] | None:
     return beams
 
 
+def _parse_beam_doses(text: str | None) -> list[tuple[str, float, float]] | None:
+    """``"b1.nii.gz@10:20,b2.nii.gz@40:20"`` -> ``[("b1.nii.gz", 10.0, 20.0), ...]``."""
+    if text is None:
+        return None
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        path, sep, window = part.rpartition("@")
+        try:
+            if not sep or not path:
+                raise ValueError
+            start, duration = (float(x) for x in window.split(":"))
+        except ValueError:
+            raise InputError(f"expected FILE@START:DURATION, got {part!r}",
+                             field="--beam-doses") from None
+        out.append((path, start, duration))
+    return out
+
+
+def _tau(text: str) -> float:
+    return math.inf if text.strip().lower() in ("inf", "infinity") else float(text)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "blood-dose", help="Monte-Carlo dose to circulating blood (HEDOS-type compartment model)",
@@ -83,6 +114,21 @@ def register(subparsers) -> None:
     src.add_argument("--fractions", type=int, default=1, help="number of fractions (default 1)")
     src.add_argument("--unknown-structures", choices=("error", "remainder"), default="error",
                      help="non-canonical, non-target structures: error (default) or remainder")
+    src.add_argument("--composites", choices=("error", "spread"), default="error",
+                     help="a composite structure (great_vessels, vena_cava, bowel) without its "
+                          "parts: error (default) or spread over its parts' compartments (warned)")
+    src.add_argument("--beam-doses", metavar="FILE@START:DUR,...",
+                     help="per-beam course dose maps, each delivered in its own window (s); "
+                          "with --structures (they must sum to --dose when both are given)")
+    src.add_argument("--blood-fraction", metavar="FILE",
+                     help="relative blood content per voxel (perfusion map) on the dose grid; "
+                          "default uniform within each organ")
+    src.add_argument("--tumor-host", help="organ the tumour compartment sits in parallel to "
+                                          "(HEDOS: lung); dose from --organ-dvh/--organ-dose "
+                                          "tumor=..., or the GTV of --structures")
+    src.add_argument("--tumor-fraction", type=float,
+                     help="tumour share of the host's blood and flow (default 0.05 for organ "
+                          "doses, the GTV's measured share for a dose map)")
     t = p.add_argument_group("delivery and patient")
     t.add_argument("--beam-on-time", type=float, help="beam-on time per fraction, s")
     t.add_argument("--beams", help="beam windows START:DURATION,... in s (e.g. 10:20,40:20)")
@@ -94,65 +140,131 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--weibull-shape", type=float, default=2.0,
                    help="stay-time Weibull shape (2: HEDOS; 1: Markov)")
+    e.add_argument("--tau-c", type=_tau, default=None, metavar="S",
+                   help="intra-organ correlation time, s: the voxel is redrawn at Poisson times "
+                        "of this mean interval (0: HEDOS-like per-step limit, inf: one voxel per "
+                        "stay; default 1 s)")
+    e.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
     e.add_argument("--course", action="store_true", help="also simulate the whole course")
-    e.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    e.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--patient", help="patient id (for messages)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _engine(args) -> dict:
+    from lymphonet.dosimetry.blood_dose import DEFAULT_TAU_C_S
+
+    return {"particles": args.particles, "seed": args.seed, "weibull_shape": args.weibull_shape,
+            "device": args.device, "course": args.course, "threads": args.threads,
+            "tau_c_s": DEFAULT_TAU_C_S if args.tau_c is None else args.tau_c}
+
+
+def _simulate(args, beams, engine):
+    """One :class:`BloodDoseResult` from the organ-dose or the dose-map route."""
     from lymphonet.dosimetry import blood_dose as bd
 
-    beams = _parse_beams(args.beams)
-    if beams is None and args.beam_on_time is None:
-        raise InputError("give --beam-on-time or --beams", field="--beam-on-time")
-    engine = {"particles": args.particles, "seed": args.seed,
-              "weibull_shape": args.weibull_shape, "device": args.device, "course": args.course}
     common = {"beam_on_time_s": args.beam_on_time, "beams": beams, "sex": args.sex,
-              "tbv_l": args.tbv_l, "co_l_min": args.co_l_min, "patient": args.patient}
-    if args.fractions < 1:
-        raise InputError(f"must be >= 1, got {args.fractions}", field="--fractions")
+              "tbv_l": args.tbv_l, "co_l_min": args.co_l_min, "patient": args.patient,
+              "composites": args.composites, "tumor_host": args.tumor_host}
     organ_doses = _parse_organ_doses(args.organ_dose)
     dvhs = _parse_organ_dvhs(args.organ_dvh, args.fractions)
     if set(organ_doses) & set(dvhs):
         raise InputError(f"organs {sorted(set(organ_doses) & set(dvhs))} given as a dose and as "
                          "a DVH", field="--organ-dvh")
     organ_doses.update(dvhs)
-    if organ_doses and args.dose:
+    if organ_doses and (args.dose or args.structures):
         raise InputError("give either --organ-dose / --organ-dvh or --dose/--structures, not "
                          "both", field="--organ-dose")
     if organ_doses:
-        result = bd.blood_dose_from_organ_doses(organ_doses, n_fractions=args.fractions,
-                                                **common, **engine)
-    elif args.dose and args.structures:
-        from lymphonet.io.loaders import read_dose, read_structures
-        from lymphonet.io.plan import check_dose_consistency
+        if args.tumor_fraction is not None:
+            common["tumor_fraction"] = args.tumor_fraction
+        return bd.blood_dose_from_organ_doses(organ_doses, n_fractions=args.fractions,
+                                              **common, **engine)
+    if not args.structures or not (args.dose or args.beam_doses):
+        raise InputError("give --organ-dose ORGAN=GY / --organ-dvh ORGAN=FILE, or --structures "
+                         "with --dose and/or --beam-doses", field="--dose")
+    dose, structures, extra = _read_plan_inputs(args)
+    if extra.get("beam_doses"):
+        common["beams"] = extra.pop("beams")
+    return bd.blood_dose_for_plan(dose, structures, n_fractions=args.fractions,
+                                  unknown=args.unknown_structures,
+                                  tumor_fraction=args.tumor_fraction, **common, **extra, **engine)
 
-        dose = read_dose(args.dose, patient=args.patient, n_fractions=args.fractions)
-        structures = read_structures(args.structures, dose, structure_map=args.structure_map,
-                                     patient=args.patient)
-        if "body" in structures:  # the structures must hold the dose
-            check_dose_consistency(dose, structures, None, patient=args.patient,
-                                   structures_file=Path(args.structures).name)
-        result = bd.blood_dose_for_plan(dose, structures, n_fractions=args.fractions,
-                                        unknown=args.unknown_structures, **common, **engine)
-    else:
-        raise InputError("give --organ-dose ORGAN=GY, or --dose and --structures", field="--dose")
+
+def _read_plan_inputs(args):
+    """Dose (or the sum of the beam doses), structures, and per-beam maps / blood fraction."""
+    import numpy as np
+
+    from lymphonet.io.loaders import read_dose, read_structures
+    from lymphonet.io.plan import check_dose_consistency
+
+    extra: dict = {}
+    beam_specs = _parse_beam_doses(args.beam_doses)
+    beams = [read_dose(path, patient=args.patient, n_fractions=args.fractions)
+             for path, _, _ in beam_specs or ()]
+    dose = (read_dose(args.dose, patient=args.patient, n_fractions=args.fractions)
+            if args.dose else None)
+    if beams:
+        total = sum(np.asarray(b.array, np.float64) for b in beams)
+        if dose is not None and not np.allclose(total, dose.array, rtol=0.02,
+                                                atol=0.01 * float(dose.array.max())):
+            raise InputError("the beam doses do not sum to --dose (2% / 1% of max tolerance)",
+                             field="--beam-doses")
+        for b in beams[1:]:
+            beams[0].require_same_grid(b, "beam dose", patient=args.patient)
+        dose = dose if dose is not None else beams[0].with_array(total.astype(np.float32))
+        extra["beam_doses"] = beams
+        extra["beams"] = [(start, dur) for _, start, dur in beam_specs]
+    structures = read_structures(args.structures, dose, structure_map=args.structure_map,
+                                 patient=args.patient)
+    if "body" in structures:  # the structures must hold the dose
+        check_dose_consistency(dose, structures, None, patient=args.patient,
+                               structures_file=Path(args.structures).name)
+    if args.blood_fraction:
+        from lymphonet.io.nifti import read_volume
+
+        extra["blood_fraction"] = read_volume(args.blood_fraction, units="fraction",
+                                              patient=args.patient)
+    return dose, structures, extra
+
+
+def run(args: argparse.Namespace) -> int:
+    beams = _parse_beams(args.beams)
+    if beams is None and args.beam_on_time is None and not args.beam_doses:
+        raise InputError("give --beam-on-time, --beams or --beam-doses", field="--beam-on-time")
+    if args.fractions < 1:
+        raise InputError(f"must be >= 1, got {args.fractions}", field="--fractions")
+    engine = _engine(args)
+    result = _simulate(args, beams, engine)
     summary = result.to_dict()
+    summary["tau_c_ends"] = {}
+    for label, tau in (("0", 0.0), ("inf", math.inf)):
+        end = _simulate(args, beams, {**engine, "tau_c_s": tau, "course": False})
+        summary["tau_c_ends"][label] = {"d2_gy": end.d2_gy, "fraction_any_dose":
+                                        end.fraction_any_dose, "mean_gy": end.mean_gy}
     if args.json:
         print(json.dumps(summary))
         return 0
+    _print(summary)
+    return 0
+
+
+def _print(summary: dict) -> None:
     print(f"blood dose per fraction ({summary['particles']} particles, "
-          f"{summary['beam_on_time_s']:g} s beam-on, {summary['device']}, "
-          f"{summary['seconds']:.3f} s)")
+          f"{summary['beam_on_time_s']:g} s beam-on, tau_c {summary['tau_c_s']} s, "
+          f"{summary['device']}, {summary['seconds']:.3f} s)")
     for key in ("mean_gy", "expected_mean_gy", "d2_gy", "d98_gy"):
         print(f"  {key:<18} {summary[key]:.4f} Gy")
     print(f"  {'fraction_any_dose':<18} {summary['fraction_any_dose']:.4f}")
+    for label, end in summary["tau_c_ends"].items():
+        print(f"  at tau_c = {label:<4}      d2 {end['d2_gy']:.4f} Gy, any dose "
+              f"{end['fraction_any_dose']:.4f}")
     if "course_mean_gy" in summary:
         print(f"  {'course_mean_gy':<18} {summary['course_mean_gy']:.4f} Gy "
               f"({summary['n_fractions']} fractions)")
     print("  contributions (Gy per fraction):")
     for comp, gy in sorted(summary["contributions_gy"].items(), key=lambda kv: -kv[1]):
         print(f"    {comp:<22} {gy:.4f}")
-    return 0
+    for note in summary["notes"]:
+        print(f"  warning: {note}")

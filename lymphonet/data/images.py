@@ -24,7 +24,8 @@ from lymphonet.io.volume import StructureSet, Volume
 #: Combined organs -> parts whose masks are OR-ed into the combined channel.
 ORGAN_PARTS: dict[str, tuple[str, ...]] = {
     "lungs": ("lung_left", "lung_right"), "kidneys": ("kidney_left", "kidney_right"),
-    "great_vessels": ("aorta", "vena_cava", "pulmonary_artery"),
+    "great_vessels": ("aorta", "vena_cava", "superior_vena_cava", "inferior_vena_cava",
+                      "pulmonary_artery"),
     "bowel": ("small_bowel", "large_bowel"),
 }
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

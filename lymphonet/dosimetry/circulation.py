@@ -189,6 +189,42 @@ class Circulation:
         return cls(sex, tbv, co, names, tuple(str(r["label"]) for r in rows),
                    volume / volume.sum(), flows, published, split)
 
+    def with_tumor(self, host: str = "lung", blood_fraction: float = 0.05,
+                   flow_fraction: float | None = None) -> Circulation:
+        """This circulation with a ``tumor`` compartment in parallel to ``host``.
+
+        The tumour takes ``blood_fraction`` of the host's blood and ``flow_fraction`` (default:
+        the same) of its flow: every edge into the host is split between host and tumour, and the
+        tumour drains where the host does, so both keep the host's transit time when the two
+        fractions are equal. HEDOS's default is 5% of the lung (Shin et al. 2021; its example
+        ``tumor_volume_fraction = 0.05`` x relative blood density and perfusion 1).
+
+        Raises:
+            InputError: Unknown host, a host that is already split, or fractions outside (0, 1).
+        """
+        flow_fraction = blood_fraction if flow_fraction is None else flow_fraction
+        for value, name in ((blood_fraction, "tumor_fraction"), (flow_fraction, "flow_fraction")):
+            if not (math.isfinite(float(value)) and 0.0 < float(value) < 1.0):
+                raise InputError(f"{name} must be in (0, 1), got {value!r}", field=name)
+        if "tumor" in self.names:
+            raise InputError("this circulation already has a tumour compartment", field="tumor")
+        h = self.index(host)
+        fv, ff = float(blood_fraction), float(flow_fraction)
+        volume = np.append(self.volume_fraction, fv * self.volume_fraction[h])
+        volume[h] *= 1.0 - fv
+        split = np.zeros((self.n + 1, self.n + 1))
+        split[:self.n, :self.n] = self.split
+        split[:self.n, self.n] = ff * self.split[:, h]
+        split[:self.n, h] *= 1.0 - ff
+        split[self.n, :self.n] = self.split[h]
+        flows = np.append(self.flow_fraction, ff * self.flow_fraction[h])
+        flows[h] *= 1.0 - ff
+        published = np.append(self.published_flow_fraction, ff * self.published_flow_fraction[h])
+        published[h] *= 1.0 - ff
+        return Circulation(self.sex, self.tbv_l, self.co_l_min, (*self.names, "tumor"),
+                           (*self.labels, f"tumour (parallel to {host})"), volume, flows,
+                           published, split)
+
     # ----------------------------------------------------------------------------- derived
     @property
     def n(self) -> int:

@@ -2,27 +2,30 @@
 
 Two inputs give an :class:`OrganDoseHistograms`:
 
-* a dose map (:class:`~lymphonet.io.volume.Volume`, total course dose in Gy) plus a
-  :class:`~lymphonet.io.volume.StructureSet` with canonical organ names
-  (:func:`histograms_from_dose_map`);
-* a table ``organ -> per-fraction dose`` (a number for a uniform dose, or ``(dose_gy, volume_cc)``
-  arrays for a histogram) (:func:`histograms_from_organ_doses`).
+* a dose map (:class:`~lymphonet.io.volume.Volume`, total course dose in Gy), optionally one map
+  per beam (time-resolved delivery), plus a :class:`~lymphonet.io.volume.StructureSet` with
+  canonical organ names (:func:`histograms_from_dose_map`);
+* a table ``organ -> per-fraction dose`` (a number for a uniform dose, ``(dose_gy, volume_cc)``
+  arrays, or a relative DVH) (:func:`histograms_from_organ_doses`).
 
-Organ -> compartment rules (documented in ``docs/blood_dose.md``):
+Which compartments an organ reaches is the one table :data:`~lymphonet.dosimetry.organ_map.ORGAN_RULES`
+(with its composite rule). The other rules (documented in ``docs/blood_dose.md``):
 
-* :data:`ORGAN_COMPARTMENTS` maps each canonical organ to one or more ICRP-89 compartments; an organ
-  mapped to several compartments (heart -> both heart chambers and the coronary bed) gives each of
-  them its histogram.
 * Several organs on one compartment (stomach + oesophagus, lungs + lung_left): the compartment sees
-  the volume-weighted union of their voxels (each voxel counted once).
+  the blood-weighted union of their voxels (each voxel counted once).
 * Paired organs (lung, kidneys): if only one side is contoured, half of the compartment's blood sees
   that side and half sees the body remainder (the other side lies, uncontoured, in the remainder).
 * The remainder (body minus all mapped organs, plus the out-of-scan part of a reference body at
   0 Gy) is the histogram of every compartment no organ maps to (large vessels, muscle, fat, skin,
   bone...).
-* ``body`` defines the remainder; targets (``target``, names starting with ptv/ctv/gtv/itv/boost)
-  overlap organs and are ignored; :data:`REMAINDER_ORGANS` are small organs without an ICRP-89
-  compartment and stay part of the remainder. Any other name raises :class:`InputError`.
+* Voxels are weighted by the blood they hold: uniform within an organ (voxel volume), or voxel volume
+  x a blood-fraction (perfusion) map when one is given.
+* A ``tumor`` compartment (present when the circulation has one, see
+  :meth:`~lymphonet.dosimetry.circulation.Circulation.with_tumor`) sees the GTV voxels, which then
+  leave their host organ and the remainder; other targets (ptv/ctv/itv/boost/target) overlap organs
+  and are ignored.
+* ``body`` defines the remainder; :data:`~lymphonet.dosimetry.organ_map.REMAINDER_ORGANS` stay in the
+  remainder. Any other name raises :class:`InputError`.
 """
 
 from __future__ import annotations
@@ -33,45 +36,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lymphonet.dosimetry.organ_map import (
+    COMPOSITES,
+    ORGAN_RULES,
+    PAIRED_COMPARTMENTS,
+    REMAINDER_ORGANS,
+    canonical_organ,
+    resolve_composites,
+)
 from lymphonet.errors import InputError
 from lymphonet.io.dvh_table import RelativeDVH
 
-#: Canonical organ -> ICRP-89 compartments whose blood sees the organ's dose.
-ORGAN_COMPARTMENTS: dict[str, tuple[str, ...]] = {
-    "lungs": ("lung",), "lung_left": ("lung",), "lung_right": ("lung",),
-    "heart": ("right_heart", "left_heart", "coronary"),
-    "great_vessels": ("aorta", "pulmonary_artery", "superior_vena_cava", "inferior_vena_cava"),
-    "aorta": ("aorta",),
-    "vena_cava": ("superior_vena_cava", "inferior_vena_cava"),
-    "pulmonary_artery": ("pulmonary_artery",),
-    "esophagus": ("stomach_oesophagus",), "stomach": ("stomach_oesophagus",),
-    "small_bowel": ("small_intestine",), "large_bowel": ("large_intestine",),
-    "bowel": ("small_intestine", "large_intestine"),
-    "liver": ("liver",), "spleen": ("spleen",), "pancreas": ("pancreas",),
-    "kidneys": ("kidneys",), "kidney_left": ("kidneys",), "kidney_right": ("kidneys",),
-    "bladder": ("bladder",), "brain": ("brain",), "brainstem": ("brain",),
-    "thyroid": ("thyroid",), "bone_marrow": ("red_marrow",), "lymph_nodes": ("lymph_nodes",),
-    "skin": ("skin",), "muscle": ("skeletal_muscle",),
-}
-
-#: Paired compartment -> (combined organ, left, right).
-PAIRED_COMPARTMENTS: dict[str, tuple[str, str, str]] = {
-    "lung": ("lungs", "lung_left", "lung_right"),
-    "kidneys": ("kidneys", "kidney_left", "kidney_right"),
-}
-
-#: Canonical organs without their own ICRP-89 compartment: their voxels stay in the remainder.
-REMAINDER_ORGANS: tuple[str, ...] = ("spinal_cord", "thymus", "parotids")
-
-#: Simple aliases accepted in organ-dose tables and on the command line.
-ALIASES: dict[str, str] = {
-    "lung": "lungs", "kidney": "kidneys", "marrow": "bone_marrow", "red_marrow": "bone_marrow",
-    "oesophagus": "esophagus", "nodes": "lymph_nodes", "vessels": "great_vessels",
-    "colon": "large_bowel", "small_intestine": "small_bowel", "large_intestine": "large_bowel",
-}
-
 REMAINDER = "remainder"
 _TARGET_RE = re.compile(r"^(ptv|ctv|gtv|itv|boost|target)", re.IGNORECASE)
+_GTV_RE = re.compile(r"^gtv", re.IGNORECASE)
 
 #: ICRP-89 reference body mass (kg) taken as body volume (L) at 1 kg/L, for the out-of-scan part.
 REFERENCE_BODY_VOLUME_L: dict[str, float] = {"M": 73.0, "F": 60.0}
@@ -82,28 +60,38 @@ def is_ignored_structure(name: str) -> bool:
     return name in ("body", "target") or name in REMAINDER_ORGANS or bool(_TARGET_RE.match(name))
 
 
-def canonical_organ(name: str) -> str:
-    """Canonical organ for a canonical name or a simple alias (``"lung"`` -> ``"lungs"``)."""
-    key = name.strip().lower()
-    return ALIASES.get(key, key)
-
-
 @dataclass(frozen=True, eq=False)
 class OrganDoseHistograms:
     """Per-fraction dose histogram of every circulation compartment.
 
     Attributes:
         compartments: Compartment ids, length ``N`` (the order of :class:`Circulation.names`).
-        dose_gy: Per compartment, bin doses (per-fraction Gy), each shape ``[B_i]``.
-        prob: Per compartment, bin probabilities (volume fractions), each shape ``[B_i]``, sum 1.
+        dose_gy: Per compartment, bin doses (per-fraction Gy, all beams), each shape ``[B_i]``.
+        prob: Per compartment, bin probabilities (blood shares), each shape ``[B_i]``, sum 1.
         sources: Per compartment, where its histogram came from (organ names, ``"remainder"``,
             ``"none"``).
+        beam_dose_gy: ``None`` (one dose map for the whole fraction) or, per compartment, the bins'
+            dose from each of ``G`` beams, shape ``[B_i, G]``, summing to ``dose_gy``.
+        notes: Warnings about the mapping (spread composites, one-sided paired organs...).
     """
 
     compartments: tuple[str, ...]
     dose_gy: tuple[np.ndarray, ...]
     prob: tuple[np.ndarray, ...]
     sources: tuple[str, ...]
+    beam_dose_gy: tuple[np.ndarray, ...] | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_beams(self) -> int:
+        """Beam groups ``G`` (1 without per-beam maps)."""
+        return 1 if self.beam_dose_gy is None else int(self.beam_dose_gy[0].shape[1])
+
+    def per_beam_gy(self) -> tuple[np.ndarray, ...]:
+        """Per compartment the ``[B_i, G]`` bin doses per beam (``G = 1``: ``dose_gy[:, None]``)."""
+        if self.beam_dose_gy is None:
+            return tuple(d[:, None] for d in self.dose_gy)
+        return self.beam_dose_gy
 
     def mean_gy(self) -> np.ndarray:
         """Mean per-fraction dose of each compartment, Gy, shape ``[N]``."""
@@ -118,38 +106,53 @@ class OrganDoseHistograms:
         return max(float(d.max()) if d.size else 0.0 for d in self.dose_gy)
 
 
-def _histogram(doses_gy: np.ndarray, weights: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
-    """Bin ``doses_gy`` into ``n_bins`` equal bins plus an exact-zero bin; value = weighted mean.
+def _histogram(doses_gy: np.ndarray, weights: np.ndarray, n_bins: int):
+    """Bin voxel doses into a histogram; each bin's value is the weighted mean of its voxels.
 
-    Returns ``(dose_gy [B], weight [B])`` with empty bins dropped. The weighted mean is preserved
-    exactly and a voxel with no dose never becomes a dosed bin.
+    Args:
+        doses_gy: ``[n]`` voxel doses, or ``[n, G]`` per-beam voxel doses.
+        weights: ``[n]`` blood held by each voxel (any unit).
+        n_bins: Equal bins (one beam) or levels per beam (``max(8, n_bins^(2/G))``, several
+            beams, binned jointly), plus an exact-zero bin.
+
+    Returns:
+        ``(dose_gy [B], beam_dose_gy [B, G] or None, weight [B])``; empty bins dropped. Weighted
+        means are preserved exactly and a voxel with no dose never becomes a dosed bin.
     """
-    doses_gy = np.asarray(doses_gy, dtype=np.float64).ravel()
+    d = np.asarray(doses_gy, dtype=np.float64)
+    d = d[:, None] if d.ndim == 1 else d
     weights = np.asarray(weights, dtype=np.float64).ravel()
-    top = float(doses_gy.max()) if doses_gy.size else 0.0
-    zero = doses_gy <= 0.0
-    if top <= 0.0:
-        return np.zeros(1), np.array([weights.sum()])
-    idx = np.minimum((doses_gy / top * n_bins).astype(np.int64), n_bins - 1) + 1
-    idx[zero] = 0
-    w = np.bincount(idx, weights=weights, minlength=n_bins + 1)
-    wd = np.bincount(idx, weights=weights * doses_gy, minlength=n_bins + 1)
+    groups = d.shape[1]
+    top = d.max(axis=0) if d.shape[0] else np.zeros(groups)
+    if not np.any(top > 0):
+        beam = np.zeros((1, groups)) if groups > 1 else None
+        return np.zeros(1), beam, np.array([weights.sum()])
+    levels = n_bins if groups == 1 else max(8, round(n_bins ** (2.0 / groups)))
+    level = np.minimum((d / np.where(top > 0, top, 1.0) * levels).astype(np.int64), levels - 1)
+    level = np.where(d > 0, level + 1, 0)
+    key = level @ ((levels + 1) ** np.arange(groups, dtype=np.int64))
+    uniq, idx = np.unique(key, return_inverse=True)
+    w = np.bincount(idx, weights=weights, minlength=uniq.size)
+    beam = np.stack([np.bincount(idx, weights=weights * d[:, g], minlength=uniq.size)
+                     for g in range(groups)], axis=1)
     keep = w > 0
-    return np.where(keep, wd / np.where(keep, w, 1.0), 0.0)[keep], w[keep]
+    beam = beam[keep] / w[keep, None]
+    return beam.sum(1), (beam if groups > 1 else None), w[keep]
 
 
-def _mix(parts: list[tuple[np.ndarray, np.ndarray, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Mixture of histograms ``(dose, weight, share)``: each renormalised, scaled by share."""
-    doses = np.concatenate([d for d, _, _ in parts])
-    probs = np.concatenate([w / w.sum() * s for _, w, s in parts])
-    return doses, probs / probs.sum()
+def _mix(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Mixture of histograms ``(dose, beam, weight, share)``: each renormalised, scaled by share."""
+    doses = np.concatenate([p[0] for p in parts])
+    beams = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+    probs = np.concatenate([w / w.sum() * s for _, _, w, s in parts])
+    return doses, beams, probs / probs.sum()
 
 
-def _assemble(names: tuple[str, ...], groups: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-              union, remainder: tuple[np.ndarray, np.ndarray] | None) -> OrganDoseHistograms:
-    """Turn ``compartment -> {organ: (dose, weight)}`` into histograms with the documented rules."""
-    entries = []  # (dose_gy, prob, source) per compartment
-    rem = remainder if remainder is not None else (np.zeros(1), np.ones(1))
+def _assemble(names: tuple[str, ...], groups: dict[str, dict[str, tuple]], union,
+              remainder: tuple | None, notes: list[str]) -> OrganDoseHistograms:
+    """Turn ``compartment -> {organ: histogram}`` into histograms with the documented rules."""
+    entries = []  # (dose_gy, beam_gy, prob, source) per compartment
+    rem = remainder if remainder is not None else (np.zeros(1), None, np.ones(1))
     rem_name = REMAINDER if remainder is not None else "none"
     for comp in names:
         organs = groups.get(comp, {})
@@ -159,50 +162,81 @@ def _assemble(names: tuple[str, ...], groups: dict[str, dict[str, tuple[np.ndarr
             if combined in organs:
                 organs = {combined: organs[combined]}
             elif len(sides) == 1:
-                side = organs[sides[0]]
-                d, p = _mix([(side[0], side[1], 0.5), (rem[0], rem[1], 0.5)])
-                entries.append((d, p, f"{sides[0]} (1/2) + {rem_name} (1/2)"))
+                d, b, p = _mix([(*organs[sides[0]], 0.5), (*rem, 0.5)])
+                entries.append((d, b, p, f"{sides[0]} (1/2) + {rem_name} (1/2)"))
+                notes.append(f"only {sides[0]} given: half of the {comp} blood sees the "
+                             f"{rem_name}")
                 continue
         if not organs:
-            entries.append((rem[0], rem[1] / rem[1].sum(), rem_name))
+            entries.append((rem[0], rem[1], rem[2] / rem[2].sum(), rem_name))
         else:
-            d, w = union(comp, organs)
-            entries.append((d, w / w.sum(), "+".join(sorted(organs))))
-    doses, probs, sources = zip(*entries)
-    return OrganDoseHistograms(tuple(names), tuple(doses), tuple(probs), tuple(sources))
+            d, b, w = union(comp, organs)
+            entries.append((d, b, w / w.sum(), "+".join(sorted(organs))))
+    doses, beams, probs, sources = zip(*entries)
+    if any(b is not None for b in beams):
+        groups_n = next(b.shape[1] for b in beams if b is not None)
+        beams = tuple(b if b is not None else np.zeros((d.size, groups_n))
+                      for b, d in zip(beams, doses))
+    else:
+        beams = None
+    return OrganDoseHistograms(tuple(names), tuple(doses), tuple(probs), tuple(sources), beams,
+                               tuple(notes))
 
 
-def _compartments_for(name: str, *, unknown: str, patient=None, file=None) -> tuple[str, ...]:
-    if name in ORGAN_COMPARTMENTS:
-        return ORGAN_COMPARTMENTS[name]
-    if is_ignored_structure(name) or unknown == "remainder":
-        return ()
-    raise InputError(
-        f"structure {name!r} maps to no blood compartment; use a canonical organ name "
-        f"({', '.join(sorted(ORGAN_COMPARTMENTS))}), a target name (ptv/ctv/gtv/itv...), or pass "
-        "unknown='remainder' to count it as body remainder", patient=patient, file=file, field=name)
+def _check_names(names, *, unknown: str, patient=None, file=None) -> set[str]:
+    """The structure names that feed compartments (after the ignore and unknown rules)."""
+    out = set()
+    for name in names:
+        if name in ORGAN_RULES or name in COMPOSITES:
+            out.add(name)
+        elif not (is_ignored_structure(name) or unknown == "remainder"):
+            raise InputError(
+                f"structure {name!r} maps to no blood compartment; use a canonical organ name "
+                f"({', '.join(sorted(ORGAN_RULES))}), a target name (ptv/ctv/gtv/itv...), or "
+                "pass unknown='remainder' to count it as body remainder", patient=patient,
+                file=file, field=name)
+    return out - {"tumor"}
+
+
+def _per_fraction_voxels(dose, beam_doses, n_fractions: int, patient) -> np.ndarray:
+    """``[nz, ny, nx]`` or ``[nz, ny, nx, G]`` per-fraction voxel doses (Gy), checked."""
+    maps = [dose] if not beam_doses else list(beam_doses)
+    for m in maps:
+        dose.require_same_grid(m, "beam dose", patient=patient)
+    per_fx = np.stack([np.asarray(m.array, np.float64) for m in maps], axis=-1) / n_fractions
+    if not np.all(np.isfinite(per_fx)) or per_fx.min() < 0:
+        raise InputError("dose map has negative or non-finite values", patient=patient,
+                         file=dose.metadata.get("source"), field="dose")
+    return per_fx if beam_doses else per_fx[..., 0]
 
 
 def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...], *,
                              n_fractions: int, n_bins: int = 256,
                              whole_body_volume_l: float | None = None, unknown: str = "error",
+                             composites: str = "error", blood_fraction=None, beam_doses=None,
                              patient: str | None = None) -> OrganDoseHistograms:
     """Per-compartment per-fraction histograms from a course dose map and canonical structures.
 
     Args:
         dose: :class:`Volume` of total course dose, Gy, shape ``(nz, ny, nx)``.
         structures: :class:`StructureSet` on the dose grid with canonical organ names.
-        circulation_names: Compartment ids (``Circulation.names``).
+        circulation_names: Compartment ids (``Circulation.names``); with a ``tumor`` compartment
+            the GTV voxels (structures named gtv...) feed it.
         n_fractions: Number of fractions; per-fraction dose = course dose / n_fractions.
-        n_bins: Equal-width dose bins per organ (plus one exact-zero bin).
+        n_bins: Dose bins per organ (plus one exact-zero bin).
         whole_body_volume_l: Body volume of the whole patient, L; the part not covered by the
             ``body`` mask enters the remainder at 0 Gy. ``None``: no out-of-scan correction.
         unknown: ``"error"`` (default) or ``"remainder"`` for non-canonical, non-target names.
+        composites: ``"error"`` or ``"spread"`` for a composite structure without its parts.
+        blood_fraction: Optional :class:`Volume` of relative blood content (perfusion) per voxel
+            (>= 0); voxels are weighted by volume x blood fraction. Default: uniform.
+        beam_doses: Optional course dose maps of the ``G`` beams (same grid, summing to ``dose``)
+            for time-resolved delivery.
         patient: Patient id for error messages.
 
     Raises:
-        InputError: Unmapped structure, negative / non-finite dose, bad ``n_fractions``, grid
-            mismatch.
+        InputError: Unmapped structure, lone composite, negative / non-finite dose or blood
+            fraction, bad ``n_fractions``, grid mismatch, GTV missing for a tumour compartment.
     """
     file = getattr(structures, "source", None)
     if int(n_fractions) < 1:
@@ -212,99 +246,133 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
         raise InputError(f"unknown must be 'error' or 'remainder', got {unknown!r}",
                          field="unknown")
     dose.require_same_grid(structures.grid, "structures", patient=patient, file=file)
-    per_fx = np.asarray(dose.array, dtype=np.float64) / int(n_fractions)
-    if not np.all(np.isfinite(per_fx)) or per_fx.min() < 0:
-        raise InputError("dose map has negative or non-finite values", patient=patient,
-                         file=dose.metadata.get("source"), field="dose")
-    voxel_cc = dose.voxel_volume_cc
-    mapped = np.zeros(dose.shape, dtype=bool)
+    per_fx = _per_fraction_voxels(dose, beam_doses, int(n_fractions), patient)
+    weight = np.full(dose.shape, dose.voxel_volume_cc)
+    if blood_fraction is not None:
+        dose.require_same_grid(blood_fraction, "blood fraction", patient=patient)
+        bf = np.asarray(blood_fraction.array, np.float64)
+        if not np.all(np.isfinite(bf)) or bf.min() < 0 or bf.max() <= 0:
+            raise InputError("blood-fraction map must be finite, >= 0 and not all zero",
+                             patient=patient, field="blood_fraction")
+        weight = weight * bf
+    organs = _check_names(structures.masks, unknown=unknown, patient=patient, file=file)
+    organs = {o for o in organs if structures.masks[o].any()}
+    mapping, notes = resolve_composites(organs, composites, patient=patient)
+    tumour = np.zeros(dose.shape, bool)
+    if "tumor" in circulation_names:
+        gtv = [m for n, m in structures.masks.items() if _GTV_RE.match(n) and m.any()]
+        if not gtv:
+            raise InputError("the circulation has a tumour compartment but no GTV structure "
+                             "(name starting with 'gtv') is given", patient=patient,
+                             field="tumor")
+        tumour = np.logical_or.reduce(gtv)
     comp_masks: dict[str, dict[str, np.ndarray]] = {}
-    for name, mask in structures.masks.items():
-        comps = _compartments_for(name, unknown=unknown, patient=patient, file=file)
-        if not comps or not mask.any():
-            continue
-        mapped |= mask
+    mapped = tumour.copy()
+    for name, comps in mapping.items():
+        mask = structures.masks[name] & ~tumour
+        if comps:
+            mapped |= mask
         for comp in comps:
             comp_masks.setdefault(comp, {})[name] = mask
+    if tumour.any():
+        comp_masks["tumor"] = {"tumor": tumour}
     body = structures.masks["body"] if "body" in structures else np.ones(dose.shape, bool)
     rem_mask = body & ~mapped
-    rem_d, rem_w = _histogram(per_fx[rem_mask], np.full(int(rem_mask.sum()), voxel_cc), n_bins)
+    rem = _histogram(per_fx[rem_mask], weight[rem_mask], n_bins)
     if whole_body_volume_l is not None:
-        outside_cc = max(0.0, 1000.0 * float(whole_body_volume_l) - body.sum() * voxel_cc)
-        rem_d, rem_w = np.append(rem_d, 0.0), np.append(rem_w, outside_cc)
-    keep = rem_w > 0
-    remainder = (rem_d[keep], rem_w[keep]) if keep.any() else (np.zeros(1), np.ones(1))
+        outside_cc = max(0.0, 1000.0 * float(whole_body_volume_l) - body.sum()
+                         * dose.voxel_volume_cc)
+        zero_beam = None if rem[1] is None else np.vstack([rem[1], np.zeros((1, rem[1].shape[1]))])
+        rem = (np.append(rem[0], 0.0), zero_beam, np.append(rem[2], outside_cc))
+    keep = rem[2] > 0
+    remainder = (rem[0][keep], None if rem[1] is None else rem[1][keep], rem[2][keep])
 
-    def union(comp, organs):
-        m = np.logical_or.reduce([comp_masks[comp][o] for o in organs])
-        return _histogram(per_fx[m], np.full(int(m.sum()), voxel_cc), n_bins)
+    def hist(m):
+        return _histogram(per_fx[m], weight[m], n_bins)
+
+    def union(comp, organs_of_comp):
+        return hist(np.logical_or.reduce([comp_masks[comp][o] for o in organs_of_comp]))
 
     # Per-organ histograms are needed only for a paired organ contoured on one side.
-    per_organ = {c: {o: (_histogram(per_fx[m], np.full(int(m.sum()), voxel_cc), n_bins)
-                         if c in PAIRED_COMPARTMENTS else None)
-                     for o, m in organs.items()} for c, organs in comp_masks.items()}
-    return _assemble(tuple(circulation_names), per_organ, union, remainder)
+    per_organ = {c: {o: (hist(m) if c in PAIRED_COMPARTMENTS else None) for o, m in orgs.items()}
+                 for c, orgs in comp_masks.items()}
+    return _assemble(tuple(circulation_names), per_organ, union, remainder, notes)
+
+
+def _organ_entry(raw_name: str, value, patient) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(dose_gy [B], weight [B], has_volume)`` of one organ-dose table entry, checked."""
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        d, w, vol = np.array([float(value)]), np.ones(1), False
+    elif isinstance(value, RelativeDVH):  # shares of the organ, no absolute volume
+        d, w, vol = np.asarray(value.dose_gy, float), np.asarray(value.fraction, float), False
+    else:
+        try:
+            d, w = (np.asarray(v, dtype=float).ravel() for v in value)  # type: ignore[misc]
+        except (TypeError, ValueError):
+            raise InputError(f"organ dose must be a number or (dose_gy, volume_cc) arrays, got "
+                             f"{value!r}", patient=patient, field=raw_name) from None
+        vol = True
+        if d.shape != w.shape or d.size == 0 or w.min() < 0 or w.sum() <= 0:
+            raise InputError("histogram needs equal-length dose and non-negative volume arrays",
+                             patient=patient, field=raw_name)
+    if not np.all(np.isfinite(d)) or d.min() < 0:
+        raise InputError(f"organ dose must be finite and >= 0 Gy, got {value!r}",
+                         patient=patient, field=raw_name)
+    return d, w, vol
 
 
 def histograms_from_organ_doses(organ_doses: Mapping[str, object],
                                 circulation_names: tuple[str, ...], *,
+                                composites: str = "error",
                                 patient: str | None = None) -> OrganDoseHistograms:
     """Per-compartment histograms from a table of per-fraction organ doses.
 
     Args:
-        organ_doses: Organ (canonical name, alias, or ``"remainder"``) -> per-fraction dose: a
-            number (uniform dose, Gy), a pair ``(dose_gy [B], volume_cc [B])`` (differential
-            DVH), or a :class:`~lymphonet.io.dvh_table.RelativeDVH` (shares without volume).
-            Compartments no organ maps to get the ``"remainder"`` entry, or 0 Gy.
-        circulation_names: Compartment ids (``Circulation.names``).
+        organ_doses: Organ (canonical name, alias, ``"tumor"`` or ``"remainder"``) -> per-fraction
+            dose: a number (uniform dose, Gy), a pair ``(dose_gy [B], volume_cc [B])``
+            (differential DVH), or a :class:`~lymphonet.io.dvh_table.RelativeDVH` (shares
+            without volume). Compartments no organ maps to get the ``"remainder"`` entry, or 0 Gy.
+        circulation_names: Compartment ids (``Circulation.names``; ``tumor`` needs a circulation
+            made by ``Circulation.with_tumor``).
+        composites: ``"error"`` or ``"spread"`` for a composite organ without its parts.
         patient: Patient id for error messages.
 
     Raises:
-        InputError: Unknown organ, negative dose, or two non-paired organs on one compartment where
-            either lacks volumes (a volume-weighted union needs volumes).
+        InputError: Unknown organ, negative dose, a lone composite, ``tumor`` without a tumour
+            compartment, or two non-paired organs on one compartment where either lacks volumes
+            (a volume-weighted union needs volumes).
     """
-    groups: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    has_volume: dict[str, bool] = {}
+    entries: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
     remainder = None
     for raw_name, value in organ_doses.items():
         name = canonical_organ(raw_name)
-        if isinstance(value, (int, float, np.floating, np.integer)):
-            d, w, vol = np.array([float(value)]), np.ones(1), False
-        elif isinstance(value, RelativeDVH):  # shares of the organ, no absolute volume
-            d, w, vol = np.asarray(value.dose_gy, float), np.asarray(value.fraction, float), False
-        else:
-            try:
-                d, w = (np.asarray(v, dtype=float).ravel() for v in value)  # type: ignore[misc]
-            except (TypeError, ValueError):
-                raise InputError(f"organ dose must be a number or (dose_gy, volume_cc) arrays, got "
-                                 f"{value!r}", patient=patient, field=raw_name) from None
-            vol = True
-            if d.shape != w.shape or d.size == 0 or w.min() < 0 or w.sum() <= 0:
-                raise InputError("histogram needs equal-length dose and non-negative volume arrays",
-                                 patient=patient, field=raw_name)
-        if not np.all(np.isfinite(d)) or d.min() < 0:
-            raise InputError(f"organ dose must be finite and >= 0 Gy, got {value!r}",
-                             patient=patient, field=raw_name)
+        d, w, vol = _organ_entry(raw_name, value, patient)
         if name in (REMAINDER, "body"):
-            remainder = (d, w)
-            continue
-        if name not in ORGAN_COMPARTMENTS:
+            remainder = (d, None, w)
+        elif name in ORGAN_RULES or name in COMPOSITES:
+            entries[name] = (d, w, vol)
+        else:
             raise InputError(f"organ {raw_name!r} maps to no blood compartment; known organs: "
-                             f"{', '.join(sorted(ORGAN_COMPARTMENTS))}, or 'remainder'",
+                             f"{', '.join(sorted(ORGAN_RULES))}, or 'remainder'",
                              patient=patient, field=raw_name)
-        has_volume[name] = vol
-        for comp in ORGAN_COMPARTMENTS[name]:
-            groups.setdefault(comp, {})[name] = (d, w)
+    if "tumor" in entries and "tumor" not in circulation_names:
+        raise InputError("a tumour dose needs a tumour compartment: give its host organ "
+                         "(tumor_host, CLI --tumor-host)", patient=patient, field="tumor")
+    mapping, notes = resolve_composites(set(entries), composites, patient=patient)
+    groups: dict[str, dict[str, tuple]] = {}
+    for name, comps in mapping.items():
+        for comp in comps:
+            groups.setdefault(comp, {})[name] = (entries[name][0], None, entries[name][1])
 
     def union(comp, organs):
-        if len(organs) > 1 and not all(has_volume[o] for o in organs):
+        if len(organs) > 1 and not all(entries[o][2] for o in organs):
             raise InputError(f"organs {sorted(organs)} all map to compartment {comp!r}; combining "
                              "them is volume-weighted, so give each as (dose_gy, volume_cc)",
                              patient=patient, field=",".join(sorted(organs)))
-        return (np.concatenate([d for d, _ in organs.values()]),
-                np.concatenate([w for _, w in organs.values()]))
+        return (np.concatenate([d for d, _, _ in organs.values()]), None,
+                np.concatenate([w for _, _, w in organs.values()]))
 
-    return _assemble(tuple(circulation_names), groups, union, remainder)
+    return _assemble(tuple(circulation_names), groups, union, remainder, notes)
 
 
 def uniform_histograms(circulation_names: tuple[str, ...],

@@ -66,10 +66,13 @@ class PlanFeatures:
     mean_blood_dose_gy: float
     fraction_blood_any_dose: float
     organ_mean_gy: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def to_npz_dict(self) -> dict[str, np.ndarray]:
         """Flat arrays for ``np.savez`` (organ means as two parallel arrays)."""
-        out = {k: np.asarray(v) for k, v in asdict(self).items() if k != "organ_mean_gy"}
+        out = {k: np.asarray(v) for k, v in asdict(self).items()
+               if k not in ("organ_mean_gy", "notes")}
+        out["notes"] = np.asarray(list(self.notes), dtype=str)
         out["organ_names"] = np.asarray(list(self.organ_mean_gy), dtype=str)
         out["organ_means"] = np.asarray(list(self.organ_mean_gy.values()), dtype=float)
         return out
@@ -84,7 +87,7 @@ class PlanFeatures:
         return cls(np.asarray(data["blood_dose_q_gy"], np.float32),
                    np.asarray(data["lymphoid_dose_q_gy"], np.float32),
                    np.asarray(data["lymphoid_coverage"], np.float32), organ_mean_gy=organs,
-                   **kwargs)
+                   notes=tuple(str(n) for n in data.get("notes", ())), **kwargs)
 
 
 def _quantiles(values: np.ndarray, n: int) -> np.ndarray:
@@ -135,8 +138,8 @@ def plan_features(
     beam_on_time_s, _ = resolve_beam_on_time_s(beam_on_time_s, None, patient=patient)
     result = blood_dose_for_plan(dose, structures, n_fractions=n_fractions,
                                  beam_on_time_s=float(beam_on_time_s), sex=sex,
-                                 unknown="remainder", patient=patient, particles=particles,
-                                 seed=seed)
+                                 unknown="remainder", composites="spread", patient=patient,
+                                 particles=particles, seed=seed)
     per_fx = np.asarray(dose.array, dtype=np.float32) / n_fractions
     masks = lymphoid_masks(structures)
     lymph_q = np.zeros((len(LYMPHOID_ORGANS), n_quantiles), np.float32)
@@ -156,7 +159,7 @@ def plan_features(
     except InputError:
         edic = float("nan")
     return PlanFeatures(
-        blood_dose_q_gy=result.quantiles(n_quantiles).numpy().astype(np.float32),
+        blood_dose_q_gy=result.quantiles(n_quantiles).astype(np.float32),
         lymphoid_dose_q_gy=lymph_q,
         lymphoid_coverage=coverage,
         n_fractions=int(n_fractions),
@@ -166,6 +169,7 @@ def plan_features(
         mean_blood_dose_gy=float(result.mean_gy),
         fraction_blood_any_dose=float(result.fraction_any_dose),
         organ_mean_gy=organ_means,
+        notes=result.notes,
     )
 
 

@@ -98,7 +98,7 @@ def prepare_plan(record, root: Path, bundle, options: ScoreOptions = ScoreOption
                             feats.mean_body_dose_gy, feats.edic_gy,
                             feats.mean_blood_dose_gy * record.n_fractions,
                             plan_warnings(record, plan, bundle.encoder,
-                                          bundle.model.cfg.n_days))
+                                          bundle.model.cfg.n_days) + list(feats.notes))
     if timings is not None:
         for name, a, b in zip(("read", "features", "resample"), t, t[1:]):
             timings[name] = timings.get(name, 0.0) + b - a

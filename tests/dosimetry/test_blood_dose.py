@@ -1,4 +1,4 @@
-"""Event-driven blood-dose engine: closed forms, published trends, reference walk, mapping, CLI."""
+"""Blood-dose engine: closed forms, published trends, the per-step reference walk, tau_c, CLI."""
 
 from __future__ import annotations
 
@@ -7,29 +7,23 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from lymphonet.dosimetry.blood_dose import (
-    beam_windows,
     blood_dose_for_plan,
     blood_dose_quantiles,
-    reference_walk,
     simulate_blood_dose,
 )
 from lymphonet.dosimetry.circulation import Circulation
-from lymphonet.dosimetry.organ_dose import (
-    histograms_from_dose_map,
-    histograms_from_organ_doses,
-    uniform_histograms,
-)
+from lymphonet.dosimetry.organ_dose import histograms_from_organ_doses, uniform_histograms
+from lymphonet.dosimetry.reference import per_step_walk
+from lymphonet.dosimetry.walk_tables import alias_tables, beam_windows
 from lymphonet.errors import InputError
-from lymphonet.io.volume import StructureSet, Volume
 
 MALE = Circulation.reference("M")
 
 
-def _se(x: torch.Tensor) -> float:
-    return float(x.double().std()) / math.sqrt(x.numel())
+def _se(x: np.ndarray) -> float:
+    return float(np.std(x, dtype=np.float64)) / math.sqrt(x.size)
 
 
 def _mixed_histograms():
@@ -59,10 +53,10 @@ def test_mean_blood_dose_equals_volume_weighted_organ_dose(hist_fn, beam_s, sex)
 
 def test_zero_beam_on_time_or_zero_dose_gives_zero_dose():
     hist = uniform_histograms(MALE.names, {"lung": 2.0})
-    assert simulate_blood_dose(hist, MALE, 0.0, particles=1000).per_fraction_gy.abs().max() == 0
+    assert simulate_blood_dose(hist, MALE, 0.0, particles=1000).per_fraction_gy.max() == 0
     zero = uniform_histograms(MALE.names, {"lung": 0.0})
     res = simulate_blood_dose(zero, MALE, 60.0, particles=1000)
-    assert res.per_fraction_gy.abs().max() == 0 and res.fraction_any_dose == 0
+    assert res.per_fraction_gy.max() == 0 and res.fraction_any_dose == 0
 
 
 def test_fraction_with_dose_rises_with_delivery_time_but_mean_does_not():
@@ -100,58 +94,134 @@ def test_seeds_reproduce_exactly_and_differ_between_seeds():
     a = simulate_blood_dose(hist, MALE, 20.0, particles=5000, seed=5)
     b = simulate_blood_dose(hist, MALE, 20.0, particles=5000, seed=5)
     c = simulate_blood_dose(hist, MALE, 20.0, particles=5000, seed=6)
-    assert torch.equal(a.per_fraction_gy, b.per_fraction_gy)
-    assert not torch.equal(a.per_fraction_gy, c.per_fraction_gy)
+    assert np.array_equal(a.per_fraction_gy, b.per_fraction_gy)
+    assert not np.array_equal(a.per_fraction_gy, c.per_fraction_gy)
+    # the stream is keyed by particle: threads and chunking do not change any dose
+    d = simulate_blood_dose(hist, MALE, 20.0, particles=5000, seed=5, threads=2)
+    assert np.array_equal(a.per_fraction_gy, d.per_fraction_gy)
 
 
 @pytest.mark.parametrize("shape", [2.0, 1.0])
 def test_occupancy_at_a_later_time_equals_volume_fractions(shape):
-    """A 1 ms 'beam' at t = 30 s tags each particle with its compartment: occupancy = V_i."""
+    """A 1 ms 'beam' at t = 30 s tags each particle with its compartment: occupancy = V_i.
+
+    An undosed first beam at t = 0 makes the walk start there, so 30 s of stays are checked.
+    """
     doses = {name: float(i + 1) for i, name in enumerate(MALE.names)}
     hist = uniform_histograms(MALE.names, doses)
+    timed = type(hist)(hist.compartments, hist.dose_gy, hist.prob, hist.sources,
+                       tuple(np.column_stack([0 * d, d]) for d in hist.dose_gy))
     n = 60_000
-    res = simulate_blood_dose(hist, MALE, beams=[(30.0, 1e-3)], particles=n, seed=9,
-                              weibull_shape=shape)
-    tag = torch.round(res.per_fraction_gy).long().numpy()
+    res = simulate_blood_dose(timed, MALE, beams=[(0.0, 1e-3), (30.0, 1e-3)], particles=n,
+                              seed=9, weibull_shape=shape, tau_c_s=math.inf)
+    tag = np.round(res.per_fraction_gy).astype(np.int64)
     occupancy = np.bincount(tag, minlength=MALE.n + 1)[1:] / n
     se = np.sqrt(MALE.volume_fraction * (1 - MALE.volume_fraction) / n)
     assert np.all(np.abs(occupancy - MALE.volume_fraction) < 4.5 * se + 2e-4)
 
 
-def test_event_driven_engine_agrees_with_per_step_reference_walk():
+def _agree(engine: np.ndarray, ref: np.ndarray, levels=(0.0,)) -> None:
+    """Mean, any-dose (and further exceedances) and the reference's p98 agree within 4.5 SE."""
+    assert abs(float(engine.mean() - ref.mean())) < 4.5 * math.hypot(_se(engine), _se(ref))
+    p98 = float(np.quantile(ref, 0.98))
+    for level in (*levels, p98):
+        p1, p2 = float(np.mean(engine > level)), float(np.mean(ref > level))
+        se = math.sqrt(max(p1 * (1 - p1), 1e-4) * (1 / engine.size + 1 / ref.size))
+        assert abs(p1 - p2) < 4.5 * se, (level, p1, p2)
+
+
+def test_tau_c_zero_matches_a_per_step_walk_that_draws_a_voxel_every_step():
+    """HEDOS's rule (a fresh voxel every 10 ms step), walked independently, is the tau_c -> 0 end."""
     hist = _mixed_histograms()
     n = 20_000
-    fast = simulate_blood_dose(hist, MALE, 20.0, particles=n, seed=21).per_fraction_gy
-    ref = reference_walk(hist, MALE, 20.0, particles=n, seed=22, dt_s=0.01)
-    assert abs(float(fast.mean() - ref.mean())) < 4 * math.hypot(_se(fast), _se(ref))
-    for level in (0.0, 0.05, 0.2, 0.5, 1.0):  # empirical CDFs (two-sample, 4.5 SE each)
-        p1, p2 = float((fast > level).double().mean()), float((ref > level).double().mean())
-        se = math.sqrt(max(p1 * (1 - p1), 1e-4) * 2 / n)
-        assert abs(p1 - p2) < 4.5 * se, level
+    fast = simulate_blood_dose(hist, MALE, beams=[(5.0, 20.0)], particles=n, seed=21,
+                               tau_c_s=0.0).per_fraction_gy
+    ref = per_step_walk(hist, MALE, [(5.0, 20.0)], particles=n, seed=22, dt_s=0.01)
+    _agree(fast, ref, levels=(0.0, 0.03, 0.15, 0.5))  # not 0.05: an atom at tau_c = 0
+
+
+def test_uniform_organ_doses_agree_with_the_per_step_walk_for_any_tau_c():
+    """Without dose spread inside organs tau_c is irrelevant: only stays and transitions matter."""
+    hist = uniform_histograms(MALE.names, {"lung": 2.0, "liver": 1.0, "right_heart": 3.0})
+    ref = per_step_walk(hist, MALE, [(0.0, 30.0)], particles=20_000, seed=5, dt_s=0.01)
+    for tau in (0.0, math.inf):
+        fast = simulate_blood_dose(hist, MALE, 30.0, particles=20_000, seed=6, tau_c_s=tau)
+        _agree(fast.per_fraction_gy, ref, levels=(0.0, 0.1, 0.5, 1.0))
+
+
+def test_tau_c_moves_the_spread_but_never_the_mean():
+    hist = _mixed_histograms()
+    runs = {tau: simulate_blood_dose(hist, MALE, 10.0, particles=60_000, seed=3, tau_c_s=tau)
+            for tau in (0.0, 0.3, 1.0, 3.0, math.inf)}
+    for res in runs.values():
+        assert abs(res.mean_gy - res.expected_mean_gy) < 4.5 * _se(res.per_fraction_gy)
+    d2 = [runs[t].d2_gy for t in (0.0, 1.0, math.inf)]
+    # the remainder has undosed voxels: the fewer the redraws, the more blood misses every dose
+    any_dose = [runs[t].fraction_any_dose for t in (0.0, 1.0, math.inf)]
+    assert any_dose[0] == 1.0 and any_dose[0] > any_dose[1] > any_dose[2]
+    assert d2[0] < d2[1] < d2[2]  # longer correlation: the hottest blood stays hotter
+    assert runs[1.0].to_dict()["tau_c_s"] == 1.0 and runs[math.inf].to_dict()["tau_c_s"] == "inf"
+    with pytest.raises(InputError, match="tau_c"):
+        simulate_blood_dose(hist, MALE, 10.0, particles=10, tau_c_s=-1.0)
+
+
+def test_per_beam_maps_dose_blood_only_while_their_beam_is_on():
+    """Lung by beam 1 in [0, 10) s, liver by beam 2 in [10, 20) s, vs one map over both windows."""
+    per_beam = histograms_from_organ_doses({"lung": 2.0, "liver": 1.0}, MALE.names)
+    beams = tuple(np.column_stack([d * (s == "lungs"), d * (s == "liver")])
+                  for d, s in zip(per_beam.dose_gy, per_beam.sources))
+    timed = type(per_beam)(per_beam.compartments, per_beam.dose_gy, per_beam.prob,
+                           per_beam.sources, beams)
+    windows = [(0.0, 10.0), (10.0, 10.0)]
+    res = simulate_blood_dose(timed, MALE, beams=windows, particles=30_000, seed=1)
+    ref = per_step_walk(timed, MALE, windows, particles=30_000, seed=2, dt_s=0.01)
+    _agree(res.per_fraction_gy, ref, levels=(0.0, 0.1, 0.3))
+    smeared = simulate_blood_dose(per_beam, MALE, beams=windows, particles=30_000, seed=1)
+    assert abs(res.mean_gy - smeared.mean_gy) < 4.5 * math.hypot(
+        _se(res.per_fraction_gy), _se(smeared.per_fraction_gy))
+    # each organ dosed for 10 s instead of 20 s: less blood is touched
+    assert res.fraction_any_dose < smeared.fraction_any_dose - 0.02
+    with pytest.raises(InputError, match="windows"):
+        simulate_blood_dose(timed, MALE, beams=[(0.0, 20.0)], particles=10)
+
+
+def test_torch_engine_agrees_with_the_cpu_walk_in_distribution():
+    hist = _mixed_histograms()
+    for tau in (0.0, 1.0, math.inf):
+        cpu = simulate_blood_dose(hist, MALE, 15.0, particles=30_000, seed=1, tau_c_s=tau)
+        import torch
+
+        from lymphonet.dosimetry.walk_tables import walk_tables
+        from lymphonet.dosimetry.walk_torch import walk
+
+        fx, _, contrib = walk(walk_tables(MALE, hist, beam_windows(15.0), 2.0), 30_000, seed=2,
+                              n_fractions=1, tau_c=tau, device=torch.device("cpu"))
+        _agree(cpu.per_fraction_gy, fx, levels=(0.0, 0.1, 0.5))
+        assert contrib.sum() == pytest.approx(fx.mean(), rel=1e-4)
 
 
 def test_course_is_the_sum_of_independent_fractions():
     hist = uniform_histograms(MALE.names, {"lung": 2.0})
     res = simulate_blood_dose(hist, MALE, 10.0, particles=20_000, n_fractions=5, course=True,
-                              seed=4, chunk_particles=30_000)
-    fx, course = res.per_fraction_gy.double(), res.course_gy.double()
+                              seed=4)
+    fx, course = res.per_fraction_gy.astype(float), res.course_gy.astype(float)
     assert float(course.mean()) == pytest.approx(5 * res.expected_mean_gy, rel=0.03)
     # Independent fractions: variance adds up (ratio 5 within sampling error).
     assert 4.2 < float(course.var() / fx.var()) < 5.8
+    assert np.all(course >= fx)  # the first fraction is part of the course
     assert res.to_dict()["course_mean_gy"] == pytest.approx(float(course.mean()))
 
 
 def test_quantiles_dvh_and_percentiles_are_consistent():
     res = simulate_blood_dose(_mixed_histograms(), MALE, 30.0, particles=20_000, seed=1)
     q = res.quantiles(128)
-    assert q.shape == (128,) and q.dtype == torch.float32
-    assert torch.all(q[1:] >= q[:-1])
-    srt = torch.sort(res.per_fraction_gy)[0]
+    assert q.shape == (128,) and q.dtype == np.float32
+    assert np.all(q[1:] >= q[:-1])
+    srt = np.sort(res.per_fraction_gy)
     assert q[64] == srt[int(64.5 / 128 * 20_000)]
-    assert float(q.double().mean()) == pytest.approx(res.mean_gy, rel=0.05)
+    assert float(q.astype(float).mean()) == pytest.approx(res.mean_gy, rel=0.05)
     assert res.d98_gy <= float(q[64]) <= res.d2_gy
-    assert float((res.per_fraction_gy > res.d2_gy).double().mean()) == pytest.approx(0.02,
-                                                                                     abs=0.003)
+    assert float(np.mean(res.per_fraction_gy > res.d2_gy)) == pytest.approx(0.02, abs=0.003)
     dose, frac = res.dvh()
     assert frac[0] == 1.0 and np.all(np.diff(frac) <= 0)
     assert np.interp(res.d2_gy, dose, frac) == pytest.approx(0.02, abs=0.01)
@@ -171,79 +241,14 @@ def test_bad_engine_inputs_are_refused():
         simulate_blood_dose(uniform_histograms(MALE.names[::-1], {}), MALE, 1.0)
 
 
-# --------------------------------------------------------------------- organ -> compartment mapping
-def _phantom(names=("body", "lungs", "heart", "ptv")):
-    """20x20x20 grid of 5 mm voxels (0.125 cc): course dose 0..60 Gy ramp along x."""
-    shape = (20, 20, 20)
-    grid = Volume(np.zeros(shape), (5.0, 5.0, 5.0))
-    ramp = np.broadcast_to(np.linspace(0.0, 60.0, 20)[None, None, :], shape).copy()
-    masks = {}
-    z = np.zeros(shape, bool)
-    boxes = {"body": (slice(None),) * 3, "lungs": (slice(2, 12), slice(2, 10), slice(0, 20)),
-             "lung_left": (slice(2, 12), slice(2, 10), slice(0, 10)),
-             "heart": (slice(12, 16), slice(4, 10), slice(5, 15)),
-             "ptv": (slice(5, 9), slice(5, 9), slice(10, 18)),
-             "optic_nerve": (slice(0, 1), slice(0, 1), slice(0, 2))}
-    for name in names:
-        m = z.copy()
-        m[boxes[name]] = True
-        masks[name] = m
-    return grid.with_array(ramp, "Gy"), StructureSet(masks, grid)
-
-
-def test_dose_map_histograms_map_organs_and_remainder():
-    dose, structs = _phantom()
-    per_fx = dose.array / 10
-    hist = histograms_from_dose_map(dose, structs, MALE.names, n_fractions=10)
-    mean = dict(zip(MALE.names, hist.mean_gy()))
-    assert mean["lung"] == pytest.approx(per_fx[structs["lungs"]].mean())
-    for comp in ("right_heart", "left_heart", "coronary"):
-        assert mean[comp] == pytest.approx(per_fx[structs["heart"]].mean())
-    rest = structs["body"] & ~structs["lungs"] & ~structs["heart"]  # ptv overlaps, is ignored
-    assert mean["skeletal_muscle"] == pytest.approx(per_fx[rest].mean())
-    assert hist.sources[MALE.index("fat")] == "remainder"
-    # Out-of-scan correction: body mask 1 L of a 73 L body -> 72 L more remainder at 0 Gy.
-    corr = histograms_from_dose_map(dose, structs, MALE.names, n_fractions=10,
-                                    whole_body_volume_l=73.0)
-    rest_cc = rest.sum() * dose.voxel_volume_cc
-    assert corr.mean_gy()[MALE.index("fat")] == pytest.approx(
-        per_fx[rest].mean() * rest_cc / (rest_cc + 72_000.0))
-
-
-def test_one_sided_lung_takes_half_the_remainder_and_unknown_names_raise():
-    dose, structs = _phantom(("body", "lung_left", "heart"))
-    per_fx = dose.array
-    hist = histograms_from_dose_map(dose, structs, MALE.names, n_fractions=1)
-    rest = structs["body"] & ~structs["lung_left"] & ~structs["heart"]
-    expected = 0.5 * per_fx[structs["lung_left"]].mean() + 0.5 * per_fx[rest].mean()
-    assert hist.mean_gy()[MALE.index("lung")] == pytest.approx(expected)
-    dose, structs = _phantom(("body", "lungs", "optic_nerve"))
-    with pytest.raises(InputError, match="optic_nerve"):
-        histograms_from_dose_map(dose, structs, MALE.names, n_fractions=1, patient="p1")
-    ok = histograms_from_dose_map(dose, structs, MALE.names, n_fractions=1, unknown="remainder")
-    assert ok.sources[MALE.index("lung")] == "lungs"
-
-
-def test_organ_dose_table_rules():
-    with pytest.raises(InputError, match="volume"):
-        histograms_from_organ_doses({"stomach": 1.0, "esophagus": 2.0}, MALE.names)
-    hist = histograms_from_organ_doses(
-        {"stomach": ([1.0], [300.0]), "oesophagus": ([2.0], [100.0])}, MALE.names)
-    assert hist.mean_gy()[MALE.index("stomach_oesophagus")] == pytest.approx(1.25)
-    with pytest.raises(InputError, match="appendix"):
-        histograms_from_organ_doses({"appendix": 1.0}, MALE.names)
-    with pytest.raises(InputError, match=">= 0"):
-        histograms_from_organ_doses({"lung": -1.0}, MALE.names)
-
-
-def test_plan_to_quantiles_for_the_kinetics_layer():
-    dose, structs = _phantom()
+def test_plan_to_quantiles_for_the_kinetics_layer(make_phantom):
+    dose, structs = make_phantom()
     q = blood_dose_quantiles(dose, structs, n_fractions=30, beam_on_time_s=60.0, sex="F",
                              n_quantiles=64, particles=20_000, seed=0)
-    assert q.shape == (64,) and torch.all(q >= 0) and q[-1] > 0
+    assert q.shape == (64,) and np.all(q >= 0) and q[-1] > 0
     res = blood_dose_for_plan(dose, structs, n_fractions=30, beam_on_time_s=60.0, sex="F",
                               particles=20_000, seed=0)
-    assert torch.equal(res.quantiles(64), q)
+    assert np.array_equal(res.quantiles(64), q)
     assert abs(res.mean_gy - res.expected_mean_gy) < 4 * _se(res.per_fraction_gy)
 
 
@@ -262,26 +267,31 @@ def test_cli_prints_one_json_object(capsys):
     assert main(["blood-dose", "--organ-dose", "lung=x", "--beam-on-time", "1"]) == 2
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu_in_distribution():
     hist = _mixed_histograms()
     cpu = simulate_blood_dose(hist, MALE, 20.0, particles=50_000, seed=1, device="cpu")
     gpu = simulate_blood_dose(hist, MALE, 20.0, particles=50_000, seed=1, device="cuda")
-    assert gpu.per_fraction_gy.device.type == "cuda"
-    tol = 4 * math.hypot(_se(cpu.per_fraction_gy), _se(gpu.per_fraction_gy.cpu()))
-    assert abs(cpu.mean_gy - gpu.mean_gy) < tol
+    assert gpu.device.startswith("cuda")
+    _agree(cpu.per_fraction_gy, gpu.per_fraction_gy, levels=(0.0, 0.1, 0.5))
 
 
 def test_alias_tables_sample_each_row_law():
     """Alias tables (incl. the one-value fast path) reproduce each row's categorical law."""
-    from lymphonet.dosimetry.blood_dose import _alias_draw, _alias_tables
-
     laws = [np.array([0.0, 0.0, 1.0, 0.0]), np.array([0.1, 0.2, 0.3, 0.4])]
-    q, alias, width = _alias_tables(laws, torch.device("cpu"))
-    gen = torch.Generator().manual_seed(0)
+    q, alias, width = alias_tables(laws)
+    rng = np.random.default_rng(0)
     n = 200_000
     for row, law in enumerate(laws):
-        u = torch.rand(n, generator=gen, dtype=torch.float64)
-        flat = _alias_draw(q, alias, width, torch.full((n,), row), u)
-        counts = np.bincount((flat - row * width).numpy(), minlength=width) / n
+        x = rng.random(n) * width
+        k = np.minimum(x.astype(int), width - 1)
+        flat = row * width + k
+        drawn = np.where(x - k < q[flat], flat, alias[flat])
+        counts = np.bincount(drawn - row * width, minlength=width) / n
         np.testing.assert_allclose(counts, law, atol=0.005)
