@@ -119,6 +119,9 @@ def walk_chunk(lo, hi, seed, n_fractions, tau_c, shape, scale_s, vol_q, vol_alia
                         on += max(0.0, min(e, w_end[w]) - max(t0, w_start[w]))
                 if on > 0.0:  # segments [a, b) between voxel redraws
                     d, a = 0.0, t0
+                    # fast path: the stay lies inside one window (most stays of a long beam)
+                    inside = n_windows == 1 and w_start[0] <= t0 and e <= w_end[0]
+                    g0 = w_group[0]
                     while True:
                         s, u1, u2 = _two_uniforms(s)
                         if tau_c == 0.0:  # infinitely many redraws: the histogram-mean rate
@@ -135,9 +138,12 @@ def walk_chunk(lo, hi, seed, n_fractions, tau_c, shape, scale_s, vol_q, vol_alia
                             q = (exp_table[j] + (y - j) * (exp_table[j + 1] - exp_table[j])
                                  if j < top else _exact_quantile(u2, 1.0))
                             b = min(e, a + tau_c * q)
-                        for w in range(n_windows):
-                            d += dose[row, col + w_group[w]] * max(0.0, min(b, w_end[w])
-                                                                   - max(a, w_start[w]))
+                        if inside:
+                            d += dose[row, col + g0] * (b - a)
+                        else:
+                            for w in range(n_windows):
+                                d += dose[row, col + w_group[w]] * max(0.0, min(b, w_end[w])
+                                                                       - max(a, w_start[w]))
                         if b >= e:
                             break
                         a = b

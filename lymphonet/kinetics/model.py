@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from lymphonet.errors import InputError
+from lymphonet.kinetics import dose_rate
 from lymphonet.kinetics.params import KineticParams, theta_to_params
 from lymphonet.kinetics.schedule import (
     CHEMO_CONCURRENT,
@@ -235,6 +236,37 @@ class LymphocyteKinetics(nn.Module):
         g = torch.exp(-delta * dt * on)
         return on, g, set(on.any(0).nonzero().flatten().tolist())
 
+    def with_dose_rate(self, grid: StepGrid, inputs: KineticsInputs, p: KineticParams,
+                       n_steps: int) -> StepGrid:
+        """Fold protracted dose-rate curves into the step grid's survival (kill hazard per step).
+
+        Blood: ``exp(-log_kill)`` per step; organs: the resident survival
+        ``1 - sum_l w_l c_l (1 - S_l)`` per step, as for fractions (:meth:`fraction_survival`).
+        """
+        blood, organs = inputs.dose_rate_blood_gy_h, inputs.dose_rate_organs_gy_h
+        if blood is None and organs is None:
+            return grid
+        dt_h = float(inputs.dose_rate_step_h[0])
+        mu = dose_rate.repair_rate_per_h(self.repair_half_time_h)
+        alpha, beta = p.alpha_per_gy.reshape(-1), p.beta_per_gy2.reshape(-1)
+        S_blood, S_res, steps = grid.S_blood, grid.S_res, set(grid.event_steps)
+
+        def per_step(rate, a, b):
+            kill = dose_rate.log_kill(rate, dt_h, a, b, mu)
+            return dose_rate.on_step_grid(kill, dt_h, self.steps_per_day, n_steps)
+
+        if blood is not None:
+            kill = per_step(blood, alpha, beta)
+            S_blood = S_blood * torch.exp(-kill)
+            steps |= set((kill > 0).any(0).nonzero().flatten().tolist())
+        if organs is not None:
+            kill = per_step(organs.transpose(1, 2), alpha[:, None], beta[:, None])  # [B, L, n]
+            c = 1.0 if inputs.lymphoid_coverage is None else inputs.lymphoid_coverage[..., None]
+            w = self.organ_weight.to(kill.dtype)[:, None]
+            S_res = S_res * (1.0 - (w * c * (1.0 - torch.exp(-kill))).sum(1))
+            steps |= set((kill > 0).any(1).any(0).nonzero().flatten().tolist())
+        return StepGrid(S_blood, S_res, steps, grid.on, grid.g, grid.chemo_steps)
+
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: KineticsInputs, params_or_theta, n_days: int | None = None
                 ) -> KineticsOutput:
@@ -258,6 +290,7 @@ class LymphocyteKinetics(nn.Module):
         S_blood, S_res = self.fraction_survival(inputs, p)          # S_blood,k, S_res,k [B, K]
         grid = StepGrid(*self.fraction_grid(inputs, S_blood, S_res, n_steps),
                         *self.chemo_grid(inputs, rates.delta, n_steps))
+        grid = self.with_dose_rate(grid, inputs, p, n_steps)        # protracted delivery
         C, L = step_loop(rates, prop, grid, n_steps, self.steps_per_day)  # 3. + 4.
         days = torch.arange(n_days, dtype=C.dtype, device=C.device)
         return KineticsOutput(

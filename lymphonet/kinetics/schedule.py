@@ -100,6 +100,12 @@ class KineticsInputs:
             overriding the default (concurrent: first fraction day to last fraction day + 1;
             sequential: adjuvant, SEQUENTIAL_GAP_DAYS after the last fraction for
             SEQUENTIAL_DURATION_DAYS).
+        dose_rate_blood_gy_h: ``[B, T]`` protracted dose rate to blood (Gy/h) on steps of
+            ``dose_rate_step_h`` from day 0 (radiopharmaceuticals, brachytherapy), or None; see
+            :mod:`lymphonet.kinetics.dose_rate`. Adds to the fractions.
+        dose_rate_organs_gy_h: ``[B, T, L]`` the same for the lymphoid organs, or None.
+        dose_rate_step_h: ``[B]`` step of the dose-rate grid (h; one value for the batch), needed
+            with either rate.
     """
 
     blood_dose_q_gy: torch.Tensor
@@ -112,6 +118,9 @@ class KineticsInputs:
     chemo: torch.Tensor | None = None
     chemo_start_day: torch.Tensor | None = None
     chemo_end_day: torch.Tensor | None = None
+    dose_rate_blood_gy_h: torch.Tensor | None = None
+    dose_rate_organs_gy_h: torch.Tensor | None = None
+    dose_rate_step_h: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -157,6 +166,15 @@ class KineticsInputs:
         check("lymphoid_coverage", self.lymphoid_coverage, (2,))
         check("beam_on_s", self.beam_on_s, (2,))
         check("chemo", self.chemo, (1,))
+        check("dose_rate_blood_gy_h", self.dose_rate_blood_gy_h, (2,))
+        check("dose_rate_organs_gy_h", self.dose_rate_organs_gy_h, (3,))
+        check("dose_rate_step_h", self.dose_rate_step_h, (1,))
+        rated = self.dose_rate_blood_gy_h is not None or self.dose_rate_organs_gy_h is not None
+        if rated and (self.dose_rate_step_h is None or not bool(
+                (self.dose_rate_step_h == self.dose_rate_step_h[0]).all()
+                & (self.dose_rate_step_h[0] > 0))):
+            raise InputError("a dose-rate curve needs one positive dose_rate_step_h (h) for the "
+                             "batch", field="dose_rate_step_h")
         if (self.baseline_alc <= 0).any():
             i = int((self.baseline_alc <= 0).nonzero()[0])
             raise InputError("baseline ALC must be > 0 (10^9/L)", patient=pid(i),
