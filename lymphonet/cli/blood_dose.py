@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from lymphonet.errors import InputError
@@ -74,22 +75,49 @@ def _parse_beams(text: str | None) -> list[tuple[float, float]] | None:
     return beams
 
 
-def _parse_beam_doses(text: str | None) -> list[tuple[str, float, float]] | None:
-    """``"b1.nii.gz@10:20,b2.nii.gz@40:20"`` -> ``[("b1.nii.gz", 10.0, 20.0), ...]``."""
+def _parse_beam_doses(text: str | None) -> list[tuple[str, tuple[float, float] | None]] | None:
+    """``"b1.nii.gz@10:20,b2.dcm"`` -> ``[("b1.nii.gz", (10.0, 20.0)), ("b2.dcm", None)]``."""
     if text is None:
         return None
     out = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         path, sep, window = part.rpartition("@")
+        if not sep:
+            out.append((part, None))
+            continue
         try:
-            if not sep or not path:
+            if not path:
                 raise ValueError
             start, duration = (float(x) for x in window.split(":"))
         except ValueError:
-            raise InputError(f"expected FILE@START:DURATION, got {part!r}",
+            raise InputError(f"expected FILE or FILE@START:DURATION, got {part!r}",
                              field="--beam-doses") from None
-        out.append((path, start, duration))
+        out.append((path, (start, duration)))
     return out
+
+
+def _beam_windows(specs, beams, args) -> tuple[list[tuple[float, float]], list[str]]:
+    """Windows of the beam doses: given with each file, or from the RTPLAN's beams."""
+    if all(w is not None for _, w in specs):
+        return [w for _, w in specs], []
+    if not args.rtplan:
+        raise InputError("a beam dose without @START:DURATION needs --rtplan (its beams give "
+                         "the delivery times)", field="--beam-doses")
+    from lymphonet.io.dicom_plan import beam_windows_from_plan, read_rtplan
+
+    numbers = []
+    for (path, _), dose in zip(specs, beams):
+        refs = dose.metadata.get("ReferencedBeamNumbers") or ()
+        if len(refs) != 1:
+            raise InputError(f"{Path(path).name}: an RTDOSE referencing exactly one plan beam is "
+                             f"needed to time it from the plan (found {len(refs)})",
+                             field="--beam-doses")
+        numbers.append(refs[0])
+    windows = beam_windows_from_plan(read_rtplan(args.rtplan, patient=args.patient), numbers,
+                                     args.beam_gap)
+    note = (f"beam windows from the plan's metersets and dose rates (a lower bound for modulated "
+            f"beams) with an assumed {args.beam_gap:g} s between beams")
+    return windows, [note]
 
 
 def _tau(text: str) -> float:
@@ -117,9 +145,13 @@ def register(subparsers) -> None:
     src.add_argument("--composites", choices=("error", "spread"), default="error",
                      help="a composite structure (great_vessels, vena_cava, bowel) without its "
                           "parts: error (default) or spread over its parts' compartments (warned)")
-    src.add_argument("--beam-doses", metavar="FILE@START:DUR,...",
-                     help="per-beam course dose maps, each delivered in its own window (s); "
-                          "with --structures (they must sum to --dose when both are given)")
+    src.add_argument("--beam-doses", metavar="FILE[@START:DUR],...",
+                     help="per-beam course dose maps, each delivered in its own window (s), or "
+                          "timed from --rtplan; with --structures (they must sum to --dose when "
+                          "both are given)")
+    src.add_argument("--rtplan", help="RTPLAN whose beams time the --beam-doses RTDOSEs")
+    src.add_argument("--beam-gap", type=float, default=30.0, metavar="S",
+                     help="pause between beams when timed from --rtplan (default 30 s)")
     src.add_argument("--blood-fraction", metavar="FILE",
                      help="relative blood content per voxel (perfusion map) on the dose grid; "
                           "default uniform within each organ")
@@ -187,35 +219,49 @@ def _simulate(args, beams, engine):
     dose, structures, extra = _read_plan_inputs(args)
     if extra.get("beam_doses"):
         common["beams"] = extra.pop("beams")
-    return bd.blood_dose_for_plan(dose, structures, n_fractions=args.fractions,
-                                  unknown=args.unknown_structures,
-                                  tumor_fraction=args.tumor_fraction, **common, **extra, **engine)
+    notes = extra.pop("notes", [])
+    result = bd.blood_dose_for_plan(dose, structures, n_fractions=args.fractions,
+                                    unknown=args.unknown_structures,
+                                    tumor_fraction=args.tumor_fraction, **common, **extra,
+                                    **engine)
+    return replace(result, notes=(*result.notes, *notes))
+
+
+def _read_beam_doses(args, dose) -> tuple[dict, object]:
+    """Per-beam maps, their windows and notes; the plan dose (their sum when none is given)."""
+    import numpy as np
+
+    from lymphonet.io.loaders import read_dose
+
+    specs = _parse_beam_doses(args.beam_doses)
+    beams = [read_dose(path, patient=args.patient, n_fractions=args.fractions, beam=True)
+             for path, _ in specs]
+    kinds = {b.metadata.get("DoseSummationType") for b in beams}
+    if "BEAM" in kinds and dose is None:
+        raise InputError("BEAM RTDOSEs can be one fraction's or the course's dose: give --dose "
+                         "(the plan dose) so their sum can be checked", field="--beam-doses")
+    for b in beams[1:]:
+        beams[0].require_same_grid(b, "beam dose", patient=args.patient)
+    total = sum(np.asarray(b.array, np.float64) for b in beams)
+    if dose is not None and not np.allclose(total, dose.array, rtol=0.02,
+                                            atol=0.01 * float(dose.array.max())):
+        raise InputError("the beam doses do not sum to --dose (2% / 1% of max tolerance)",
+                         field="--beam-doses")
+    windows, notes = _beam_windows(specs, beams, args)
+    dose = dose if dose is not None else beams[0].with_array(total.astype(np.float32))
+    return {"beam_doses": beams, "beams": windows, "notes": notes}, dose
 
 
 def _read_plan_inputs(args):
     """Dose (or the sum of the beam doses), structures, and per-beam maps / blood fraction."""
-    import numpy as np
-
     from lymphonet.io.loaders import read_dose, read_structures
     from lymphonet.io.plan import check_dose_consistency
 
     extra: dict = {}
-    beam_specs = _parse_beam_doses(args.beam_doses)
-    beams = [read_dose(path, patient=args.patient, n_fractions=args.fractions)
-             for path, _, _ in beam_specs or ()]
     dose = (read_dose(args.dose, patient=args.patient, n_fractions=args.fractions)
             if args.dose else None)
-    if beams:
-        total = sum(np.asarray(b.array, np.float64) for b in beams)
-        if dose is not None and not np.allclose(total, dose.array, rtol=0.02,
-                                                atol=0.01 * float(dose.array.max())):
-            raise InputError("the beam doses do not sum to --dose (2% / 1% of max tolerance)",
-                             field="--beam-doses")
-        for b in beams[1:]:
-            beams[0].require_same_grid(b, "beam dose", patient=args.patient)
-        dose = dose if dose is not None else beams[0].with_array(total.astype(np.float32))
-        extra["beam_doses"] = beams
-        extra["beams"] = [(start, dur) for _, start, dur in beam_specs]
+    if args.beam_doses:
+        extra, dose = _read_beam_doses(args, dose)
     structures = read_structures(args.structures, dose, structure_map=args.structure_map,
                                  patient=args.patient)
     if "body" in structures:  # the structures must hold the dose

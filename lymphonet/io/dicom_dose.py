@@ -55,7 +55,8 @@ def read_rtdose(path: str | Path, *, prescription_gy: float | None = None,
         direction columns = (row cosine, column cosine, +/- plane normal; the sign follows the
         frame order, so decreasing z gives a negative third column). ``metadata`` holds Modality,
         DoseUnits (as stored), DoseType, DoseSummationType, FrameOfReferenceUID, SOPInstanceUID,
-        ReferencedRTPlanSOPInstanceUIDs, ReferencedStructureSetSOPInstanceUIDs, TransferSyntaxUID,
+        ReferencedRTPlanSOPInstanceUIDs, ReferencedStructureSetSOPInstanceUIDs,
+        ReferencedBeamNumbers (of a BEAM dose), TransferSyntaxUID,
         DoseGridScaling and path; never patient identifiers. DoseSummationType ``FRACTION`` means
         the values are one fraction's dose: the caller decides what to do with it.
 
@@ -100,6 +101,7 @@ def read_rtdose(path: str | Path, *, prescription_gy: float | None = None,
         "ReferencedRTPlanSOPInstanceUIDs": _referenced_uids(ds, "ReferencedRTPlanSequence"),
         "ReferencedStructureSetSOPInstanceUIDs": _referenced_uids(
             ds, "ReferencedStructureSetSequence"),
+        "ReferencedBeamNumbers": _referenced_beams(ds),
         "TransferSyntaxUID": _transfer_syntax(ds),
         "path": str(path),
     }
@@ -220,6 +222,18 @@ def _referenced_uids(ds: Any, sequence: str) -> tuple[str, ...]:
     """ReferencedSOPInstanceUID of every item of ``sequence`` (empty tuple if none)."""
     items = ds.get(sequence, None) or []
     return tuple(u for u in (uid_str(it.get("ReferencedSOPInstanceUID")) for it in items) if u)
+
+
+def _referenced_beams(ds: Any) -> tuple[int, ...]:
+    """ReferencedBeamNumber of a BEAM dose (plan > fraction group > beam), empty if none."""
+    out = []
+    for plan in ds.get("ReferencedRTPlanSequence", None) or []:
+        for group in plan.get("ReferencedFractionGroupSequence", None) or []:
+            for beam in group.get("ReferencedBeamSequence", None) or []:
+                number = beam.get("ReferencedBeamNumber", None)
+                if number not in (None, ""):
+                    out.append(int(number))
+    return tuple(out)
 
 
 def _transfer_syntax(ds: Any) -> str | None:

@@ -125,6 +125,38 @@ def read_rtplan(path: str | Path, *, patient: str | None = None) -> RTPlanInfo:
                       reason, None if sop is None else str(sop), tuple(notes))
 
 
+#: Assumed pause between consecutive beams of a fraction (s) when only the plan is known:
+#: gantry / couch moves and mode-up take tens of seconds on C-arm linacs (lymphonet assumption;
+#: every use is reported).
+DEFAULT_BEAM_GAP_S = 30.0
+
+
+def beam_windows_from_plan(info: RTPlanInfo, beam_numbers: list[int],
+                           gap_s: float = DEFAULT_BEAM_GAP_S) -> list[tuple[float, float]]:
+    """Delivery windows ``[(start_s, duration_s)]`` of the given beams, in that order.
+
+    Each beam lasts its estimated beam-on time (BeamMeterset / DoseRateSet); beams follow each other
+    with ``gap_s`` between them, the first starting at 0.
+
+    Raises:
+        InputError: A beam number the plan does not have, or a beam without a time estimate.
+    """
+    beams = {b.number: b for b in info.beams}
+    out, t = [], 0.0
+    for number in beam_numbers:
+        if number not in beams:
+            raise InputError(f"beam {number} is not a treatment beam of the plan (beams "
+                             f"{sorted(beams)})", field="ReferencedBeamNumber")
+        seconds = beams[number].beam_on_time_s
+        if seconds is None:
+            raise InputError(f"beam {number}: the plan gives no meterset or dose rate, so its "
+                             "delivery time is unknown; give FILE@START:DURATION instead",
+                             field="BeamMeterset")
+        out.append((t, float(seconds)))
+        t += float(seconds) + float(gap_s)
+    return out
+
+
 def plan_summary(info: RTPlanInfo) -> dict[str, Any]:
     """Summarise ``info`` as a JSON-friendly dict (used by ``inspect_dicom``)."""
     return {

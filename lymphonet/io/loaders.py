@@ -51,14 +51,16 @@ MAX_COURSE_DOSE_GY = 150.0
 
 def read_dose(path: str | Path, *, patient: str | None = None,
               prescription_gy: float | None = None, n_fractions: int | None = None,
-              max_dose_gy: float = MAX_COURSE_DOSE_GY) -> Volume:
+              max_dose_gy: float = MAX_COURSE_DOSE_GY, beam: bool = False) -> Volume:
     """Read a total-course dose in Gy from DICOM RTDOSE or a NIfTI / NRRD / MHA volume.
 
     The one place a dose enters lymphonet, so the unit and plausibility checks live here:
 
     * RTDOSE ``DoseSummationType`` ``FRACTION`` (one fraction's dose) is scaled to the course with
       ``n_fractions`` (refused without it) and the volume's metadata says so; ``BEAM`` (one beam
-      of several) is refused: sum the beams first (``lymphonet ingest`` does).
+      of several) is refused unless ``beam=True`` (time-resolved blood dose reads beams one by
+      one and checks their sum against the plan dose): sum the beams first (``lymphonet ingest``
+      does).
     * A dose whose maximum exceeds ``max_dose_gy`` is refused (a cGy file read as Gy), and so is
       an all-zero dose.
 
@@ -68,6 +70,7 @@ def read_dose(path: str | Path, *, patient: str | None = None,
         prescription_gy: Course prescription (Gy); scales RELATIVE RTDOSE units.
         n_fractions: Fractions of the course, to scale a FRACTION dose.
         max_dose_gy: Plausibility limit of the course maximum (Gy).
+        beam: Accept a BEAM RTDOSE (one beam's course dose).
 
     Raises:
         InputError: Unknown format, unreadable file, wrong units, non-finite, implausible or
@@ -90,7 +93,8 @@ def read_dose(path: str | Path, *, patient: str | None = None,
         from lymphonet.io.dicom import read_rtdose
 
         dose = read_rtdose(path, prescription_gy=prescription_gy, patient=patient)
-        dose = _course_dose(dose, n_fractions, patient=patient, path=path)
+        if not (beam and dose.metadata.get("DoseSummationType") == "BEAM"):
+            dose = _course_dose(dose, n_fractions, patient=patient, path=path)
     else:
         raise InputError(f"unknown dose format (expected DICOM RTDOSE or one of "
                          f"{VOLUME_SUFFIXES})", patient=patient, file=path, field="dose_path")

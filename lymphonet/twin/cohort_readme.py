@@ -3,6 +3,7 @@ parameter, and an outcome summary (SIMULATED)."""
 
 from __future__ import annotations
 
+from lymphonet.dosimetry.blood_dose import DEFAULT_TAU_C_S
 from lymphonet.kinetics import PARAM_SPECS
 from lymphonet.twin.cohort_types import CohortSpec, CohortSummary
 from lymphonet.twin.covariates import DRIVER_NAMES, describe_clinical, describe_effects
@@ -18,7 +19,7 @@ README_TEMPLATE = """# SIMULATED lymphopenia cohort (digital twins)
 counts from lymphonet's own mechanistic model with made-up patient effects. For method
 development and tests only, never for clinical conclusions.
 
-Made by (blood-dose particles {particles}, Q = {n_quantiles}):
+Made by (blood-dose particles {particles}, intra-organ correlation tau_c {tau_c_s:g} s, Q = {n_quantiles}):
 
 ```
 {command}
@@ -47,7 +48,8 @@ clinical features, schedule, chemo, random effect and lab draws; only the plan d
 
 **Structures keep their overlaps**: each is its own mask file, so `body` is the whole external
 contour, targets overlap the organs they touch, and composites (`lungs`, `kidneys`,
-`great_vessels`, `bowel`, `lymph_nodes`) are stored beside their parts.
+`great_vessels`, `vena_cava`, `bowel`, `lymph_nodes`) are stored beside their parts (the superior
+and inferior vena cava are separate parts since blood dose v2; blood dose uses the parts).
 
 ## truth.csv
 
@@ -102,6 +104,7 @@ def cohort_readme(summary: CohortSummary, spec: CohortSpec, trajectories: bool) 
     m, last_day = summary.manifest, len(summary.days) - 1
     return README_TEMPLATE.format(
         particles=spec.particles, n_quantiles=spec.n_quantiles, command=spec.command(),
+        tau_c_s=DEFAULT_TAU_C_S,
         n_patients=m["patient_id"].nunique(), n_plans=len(m), n_labs=len(summary.labs),
         trajectories=(f"true daily ALC `plan_id, day, alc_true` (days 0..{last_day})"
                       if trajectories else "not written"),
