@@ -1,7 +1,9 @@
 """Benchmark: 10,000 patients x 365 days through the kinetics layer (target < 1 s, 2 CPU cores).
 
 Run: ``python benchmarks/bench_kinetics.py [--patients 10000] [--days 365] [--threads 2]``.
-Prints forward and forward+backward wall times (best of ``--repeats``) in float32 and float64.
+Prints forward and forward+backward wall times (best of ``--repeats``) in float32 and float64, for
+the current core (``LymphocyteKinetics``) and the physiological recirculation core that will replace
+it (``RecirculationKinetics``, issue 14), side by side.
 Each patient has its own schedule (5-35 weekday fractions), per-fraction blood-dose quantiles
 (Q = 32), lymphoid-organ doses, beam-on time and chemotherapy arm.
 """
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from lymphonet.kinetics import N_PARAMS, KineticsInputs, LymphocyteKinetics
+from lymphonet.kinetics.recirculation import RECIRCULATION_SPECS, RecirculationKinetics
 from lymphonet.schema import weekday_fraction_days
 
 
@@ -58,25 +61,29 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = LymphocyteKinetics(n_days=args.days)
     print(f"kinetics benchmark: {args.patients} patients x {args.days} days, "
           f"{args.threads} threads, target < 1 s forward")
-    for dtype in (torch.float32, torch.float64):
-        inputs = make_batch(args.patients, dtype=dtype)
-        theta = 0.3 * torch.randn(args.patients, N_PARAMS, dtype=dtype)
+    cores = {"two-population core": (LymphocyteKinetics(n_days=args.days), N_PARAMS),
+             "recirculation core": (RecirculationKinetics(n_days=args.days),
+                                    len(RECIRCULATION_SPECS))}
+    for name, (model, n_params) in cores.items():
+        for dtype in (torch.float32, torch.float64):
+            inputs = make_batch(args.patients, dtype=dtype)
+            theta = 0.3 * torch.randn(args.patients, n_params, dtype=dtype)
 
-        def fwd(inputs=inputs, theta=theta):
-            with torch.no_grad():
-                model(inputs, theta)
+            def fwd(model=model, inputs=inputs, theta=theta):
+                with torch.no_grad():
+                    model(inputs, theta)
 
-        def fwd_bwd(inputs=inputs, theta=theta):
-            th = theta.clone().requires_grad_(True)
-            model(inputs, th).alc.sum().backward()
+            def fwd_bwd(model=model, inputs=inputs, theta=theta):
+                th = theta.clone().requires_grad_(True)
+                model(inputs, th).alc.sum().backward()
 
-        fwd()  # warm-up
-        t_f, t_fb = best_of(fwd, args.repeats), best_of(fwd_bwd, args.repeats)
-        ok = "OK" if t_f < 1.0 else "SLOWER THAN TARGET"
-        print(f"  {dtype!s:14s} forward {t_f:6.3f} s [{ok}]   forward+backward {t_fb:6.3f} s")
+            fwd()  # warm-up
+            t_f, t_fb = best_of(fwd, args.repeats), best_of(fwd_bwd, args.repeats)
+            ok = "OK" if t_f < 1.0 else "SLOWER THAN TARGET"
+            print(f"  {name:20s} {dtype!s:14s} forward {t_f:6.3f} s [{ok}]   "
+                  f"forward+backward {t_fb:6.3f} s")
 
 
 if __name__ == "__main__":

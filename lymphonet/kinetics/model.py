@@ -120,6 +120,25 @@ def mean_survival(dose_q_gy: torch.Tensor, alpha_per_gy: torch.Tensor, beta_per_
     return torch.exp(-a * dose_q_gy - bg * dose_q_gy**2).mean(-1)
 
 
+def chemo_window(inputs: KineticsInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chemotherapy window [start, end) in days, each ``[B]`` (inf/inf when none)."""
+    days, mask = inputs.fraction_days, inputs.fraction_mask
+    inf = torch.full_like(days[:, 0], math.inf)
+    first = torch.where(mask, days, inf[:, None]).min(1).values
+    last = torch.where(mask, days, -inf[:, None]).max(1).values
+    start, end = inf.clone(), inf.clone()
+    if inputs.chemo is not None:
+        conc, seq = inputs.chemo == CHEMO_CONCURRENT, inputs.chemo == CHEMO_SEQUENTIAL
+        start = torch.where(conc, first, torch.where(seq, last + 1 + SEQUENTIAL_GAP_DAYS, start))
+        end = torch.where(conc, last + 1, torch.where(
+            seq, last + 1 + SEQUENTIAL_GAP_DAYS + SEQUENTIAL_DURATION_DAYS, end))
+    if inputs.chemo_start_day is not None:
+        start = inputs.chemo_start_day.to(days.dtype)
+    if inputs.chemo_end_day is not None:
+        end = inputs.chemo_end_day.to(days.dtype)
+    return start, end
+
+
 class LymphocyteKinetics(nn.Module):
     """Two-population, two-compartment lymphocyte model with per-fraction kills.
 
@@ -174,22 +193,8 @@ class LymphocyteKinetics(nn.Module):
         return S_blood, S_res.expand(-1, k)
 
     def chemo_window(self, inputs: KineticsInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Chemotherapy window [start, end) in days, each ``[B]`` (inf/inf when none)."""
-        days, mask = inputs.fraction_days, inputs.fraction_mask
-        inf = torch.full_like(days[:, 0], math.inf)
-        first = torch.where(mask, days, inf[:, None]).min(1).values
-        last = torch.where(mask, days, -inf[:, None]).max(1).values
-        start, end = inf.clone(), inf.clone()
-        if inputs.chemo is not None:
-            conc, seq = inputs.chemo == CHEMO_CONCURRENT, inputs.chemo == CHEMO_SEQUENTIAL
-            start = torch.where(conc, first, torch.where(seq, last + 1 + SEQUENTIAL_GAP_DAYS, start))
-            end = torch.where(conc, last + 1, torch.where(
-                seq, last + 1 + SEQUENTIAL_GAP_DAYS + SEQUENTIAL_DURATION_DAYS, end))
-        if inputs.chemo_start_day is not None:
-            start = inputs.chemo_start_day.to(days.dtype)
-        if inputs.chemo_end_day is not None:
-            end = inputs.chemo_end_day.to(days.dtype)
-        return start, end
+        """Chemotherapy window [start, end) in days, each ``[B]`` (see :func:`chemo_window`)."""
+        return chemo_window(inputs)
 
     # ------------------------------------------------------------------ events on the step grid
     def fraction_grid(self, inputs: KineticsInputs, S_blood: torch.Tensor, S_res: torch.Tensor,

@@ -1,0 +1,305 @@
+"""A physiological recirculation core for lymphocyte kinetics (issue 14; not yet wired in).
+
+The successor of the two-population model in :mod:`lymphonet.kinetics.model`: lymphocytes sit in
+blood and in the tissues where the body keeps them, at their physiological shares, move between
+blood and tissue within hours, and are dosed where they sit during a fraction. The hybrid, the
+twin and the calibration still use :class:`~lymphonet.kinetics.model.LymphocyteKinetics`; this
+module is the core they will move to once it is calibrated on the published-cohort table.
+
+Compartments (``x``, in 10^9/L blood-equivalent cells: count / blood volume, so ALC = ``x_B``)::
+
+    dx_B/dt = -(k_B + d) x_B + sum_c k_c x_c            + d N_B P(t)
+    dx_c/dt = k_B phi_c x_B - (k_c + d) x_c             + d N_c P(t)      c in TISSUES
+    dP/dt   = (1 - P) / tau_P                                             production capacity
+
+* Shares ``N_i / N`` at equilibrium: blood ``f_B`` (parameter, 1-5%; ~2%, Westermann & Pabst,
+  Clin Investig 70:539, 1992) and the tissues of :data:`TISSUES` (their shares of the rest, after
+  Westermann & Pabst 1992 / Trepel 1974), ``N = ALC0 / f_B``.
+* ``k_B = 1 / blood_residence``: blood turns over in about 30 min (5e11 cells/day through ~1e10
+  in blood, Westermann & Pabst 1992). The flux into tissue ``c`` is proportional to ``N_c / T_c``
+  (``phi_c``), and the tissue dwell times ``T_c = kappa T_c^rel`` keep the relative values of
+  :data:`TISSUES` with ``kappa`` set so that the total flux out of blood matches ``k_B``: blood and
+  tissue exchange within hours to days, so recirculation refills the irradiated volume between
+  fractions, and that refill is what makes many small fractions kill more than a few large ones.
+* ``d``: homeostatic turnover (per-capita death, 1/day), balanced by production ``d N_i P``;
+  adult lymphocytes turn over at well under 1%/day on average (deuterium labelling, Macallan et al.,
+  J Exp Med 2003 / Blood 2004), so recovery takes months, not days: no fast population.
+* ``P = (1 - c_M) + c_M mean_q F_q``: production capacity. ``F_q`` is the surviving stem-cell
+  capacity of marrow voxel group ``q`` (the marrow dose quantiles, which stay in place from fraction
+  to fraction): ``F_q <- F_q exp(-alpha_s D_q)`` at each fraction, recovering as
+  ``dF_q/dt = (1 - F_q) / tau_P`` (months; Mauch et al., Int J Radiat Oncol Biol Phys 31:1319,
+  1995); ``c_M`` is the share of marrow the quantiles represent (``lymphoid_coverage``).
+* Fractions kill instantaneously: blood by the blood-dose quantiles, each dosed tissue by its organ's
+  quantiles with its coverage (``S_c = 1 - c (1 - mean_q exp(-alpha D_q - G beta D_q^2))``); gut and
+  other tissue get no dose here (their dose is not yet an input).
+* Chemotherapy adds a death rate ``delta`` to every cell compartment in its window.
+
+Between events the system is linear with constant coefficients, so each step uses the exact
+propagator ``exp(A dt)`` of the system augmented with a constant state (``torch.linalg.matrix_exp``,
+differentiable), one for steps with and one for steps without chemotherapy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lymphonet.kinetics.model import chemo_window, mean_survival
+from lymphonet.kinetics.params import ParamSpec
+from lymphonet.kinetics.schedule import KineticsInputs, lea_catcheside_g
+from lymphonet.organs import LYMPHOID_ORGANS
+
+
+@dataclass(frozen=True)
+class Tissue:
+    """A tissue compartment: share of the non-blood pool, relative dwell time, dosing organ."""
+
+    name: str
+    share: float
+    relative_dwell_h: float
+    dosed_by: str | None
+    source: str
+
+
+_WP = "Westermann & Pabst, Clin Investig 70:539, 1992 (after Trepel 1974)"
+TISSUES: tuple[Tissue, ...] = (
+    Tissue("lymph_nodes", 0.40, 12.0, "lymph_nodes", _WP + "; nodal transit of about half a day"),
+    Tissue("spleen", 0.15, 5.0, "spleen", _WP + "; splenic transit of hours"),
+    Tissue("bone_marrow", 0.10, 24.0, "bone_marrow", _WP),
+    Tissue("gut", 0.15, 24.0, None, _WP + " (gut-associated lymphoid tissue); not dosed yet"),
+    Tissue("thymus", 0.02, 24.0, "thymus", "lymphonet assumption (adult involution)"),
+    Tissue("other", 0.16, 24.0, None, _WP + " (lung, liver, skin...); not dosed yet"),
+)
+
+RECIRCULATION_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("alpha_per_gy", "1/Gy", 0.4, 0.2, 1.0, "linear radiosensitivity of lymphocytes",
+              "Jin et al., Radiother Oncol 2020: in vivo median 0.4/Gy; in vitro 0.41"),
+    ParamSpec("beta_per_gy2", "1/Gy^2", 0.01, 0.0, 0.05, "quadratic radiosensitivity",
+              "lymphonet assumption: nearly linear (alpha/beta ~ 40 Gy)"),
+    ParamSpec("blood_share", "1", 0.02, 0.01, 0.05, "blood's share of all lymphocytes",
+              "Westermann & Pabst 1992: ~2% (range kept physiological, 1-5%)"),
+    ParamSpec("blood_residence_h", "h", 0.5, 0.2, 2.0, "mean time a lymphocyte stays in blood",
+              "Westermann & Pabst 1992: ~5e11 cells/day pass through ~1e10 in blood"),
+    ParamSpec("turnover_per_day", "1/day", 0.005, 0.001, 0.05,
+              "homeostatic death rate, balanced by production at capacity P",
+              "Macallan et al. 2003/2004 (deuterium labelling): naive T ~0.1-0.2%/day, memory "
+              "~1-2%/day, B cells ~1%/day"),
+    ParamSpec("marrow_recovery_days", "day", 60.0, 10.0, 365.0,
+              "recovery time of irradiated marrow's production capacity",
+              "Mauch et al., IJROBP 31:1319, 1995: marrow regenerates over months"),
+    ParamSpec("stem_alpha_per_gy", "1/Gy", 0.8, 0.3, 2.0,
+              "radiosensitivity of marrow production capacity (stem/progenitor cells)",
+              "haematopoietic progenitor D0 about 1-1.5 Gy (Mauch et al. 1995)"),
+    ParamSpec("chemo_rate_per_day", "1/day", 0.02, 0.0, 0.1,
+              "extra death rate during chemotherapy", "lymphonet assumption, to be calibrated"),
+)
+RECIRCULATION_NAMES: tuple[str, ...] = tuple(s.name for s in RECIRCULATION_SPECS)
+
+
+def recirculation_params(theta: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Bounded physical values from unconstrained ``theta`` ``[B, P]`` (0 = the priors exactly).
+
+    ``physical = lower + (upper - lower) sigmoid(logit((prior - lower) / (upper - lower)) + theta)``
+    (the bounded map of :mod:`lymphonet.kinetics.params`).
+    """
+    theta = theta if theta.dim() == 2 else theta[None]
+    out = {}
+    for j, s in enumerate(RECIRCULATION_SPECS):
+        out[s.name] = s.lower + (s.upper - s.lower) * torch.sigmoid(s.centre_logit + theta[:, j])
+    return out
+
+
+@dataclass
+class RecirculationOutput:
+    """``alc`` [B, T] (10^9/L, morning values), ``days`` [T], ``tissues`` [B, T, C] (blood-equivalent
+    10^9/L), ``production`` [B, T] (capacity P, 1 = intact)."""
+
+    alc: torch.Tensor
+    days: torch.Tensor
+    tissues: torch.Tensor
+    production: torch.Tensor
+
+
+class RecirculationKinetics(nn.Module):
+    """Blood + physiological tissue compartments, dosed where they sit (see the module docstring).
+
+    Args:
+        n_days: Days simulated (outputs at days 0..n_days-1).
+        steps_per_day: Exact-propagator steps per day (fractions apply at step starts).
+        repair_half_time_h: Sublethal-damage repair half-time for the Lea-Catcheside factor (h).
+        tissues: The tissue table (default :data:`TISSUES`).
+    """
+
+    def __init__(self, n_days: int = 365, steps_per_day: int = 1, repair_half_time_h: float = 1.0,
+                 tissues: tuple[Tissue, ...] = TISSUES) -> None:
+        super().__init__()
+        self.n_days, self.steps_per_day = int(n_days), int(steps_per_day)
+        self.repair_half_time_h = float(repair_half_time_h)
+        self.tissues = tissues
+        self.organ_index = {t.name: (LYMPHOID_ORGANS.index(t.dosed_by) if t.dosed_by else None)
+                            for t in tissues}
+
+    # ------------------------------------------------------------------ the linear system
+    def generator(self, p: dict[str, torch.Tensor],
+                  alc0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generators ``A`` without and with chemotherapy, ``[B, n, n]`` (1/day).
+
+        State order: blood, tissues..., P, 1 (the constant that carries the sources).
+        """
+        nt = len(self.tissues)
+        n = nt + 3
+        bsz, dtype = alc0.shape[0], alc0.dtype
+        share = torch.tensor([t.share for t in self.tissues], dtype=dtype)
+        rel = torch.tensor([t.relative_dwell_h for t in self.tissues], dtype=dtype)
+        f_b = p["blood_share"]
+        pool = alc0 / f_b                                        # N, blood-equivalent
+        n_t = (1 - f_b)[:, None] * (share / share.sum()) * pool[:, None]   # [B, nt]
+        k_b = 24.0 / p["blood_residence_h"]                      # 1/day
+        # dwell times scaled so the flux out of blood, sum N_c / T_c, equals k_B N_B
+        kappa = 24.0 * (n_t / rel).sum(1) / (k_b * alc0)         # [B], with N_B = alc0
+        k_t = 24.0 / (kappa[:, None] * rel)                      # [B, nt] 1/day
+        phi = (n_t * k_t) / (n_t * k_t).sum(1, keepdim=True)
+        d, tau = p["turnover_per_day"], p["marrow_recovery_days"]
+        A = torch.zeros(bsz, n, n, dtype=dtype)
+        cells = torch.arange(nt + 1)
+        A[:, 0, 0] = -k_b
+        A[:, 0, 1:nt + 1] = k_t
+        A[:, 1:nt + 1, 0] = k_b[:, None] * phi
+        A[:, cells[1:], cells[1:]] = -k_t
+        A[:, cells, cells] -= d[:, None]
+        n_all = torch.cat([alc0[:, None], n_t], 1)              # [B, nt + 1]
+        # production d N_i P with P itself a state; P relaxes to 1 with time constant tau
+        A[:, :nt + 1, nt + 1] = d[:, None] * n_all
+        A[:, nt + 1, nt + 1] = -1.0 / tau
+        A[:, nt + 1, nt + 2] = 1.0 / tau
+        chemo = A.clone()
+        chemo[:, cells, cells] -= p["chemo_rate_per_day"][:, None]
+        return A, chemo
+
+    # ------------------------------------------------------------------ per-fraction survival
+    def fraction_survival(self, inputs: KineticsInputs, p: dict[str, torch.Tensor]):
+        """Per-fraction survival: blood ``[B, K]``, tissues ``[B, K, C]``, marrow stem ``[B, K, Q]``."""
+        k = inputs.fraction_days.shape[1]
+        g = 1.0
+        if inputs.beam_on_s is not None:
+            mu = math.log(2.0) / (self.repair_half_time_h * 3600.0)
+            g = lea_catcheside_g(inputs.beam_on_s * mu)               # [B, K]
+        a, b = p["alpha_per_gy"][:, None], p["beta_per_gy2"][:, None]
+        dose = inputs.blood_dose_q_gy
+        dose = dose[:, None, :] if dose.dim() == 2 else dose
+        s_blood = mean_survival(dose, a, b, g).expand(-1, k)
+        bsz, dtype = s_blood.shape[0], s_blood.dtype
+        s_tis = torch.ones(bsz, k, len(self.tissues), dtype=dtype)
+        q = dose.shape[-1]
+        stem = torch.ones(bsz, k, q, dtype=dtype)
+        organs = inputs.lymphoid_dose_q_gy
+        if organs is None:
+            return s_blood, s_tis, stem
+        cov = (torch.ones(bsz, organs.shape[1], dtype=dtype) if inputs.lymphoid_coverage is None
+               else inputs.lymphoid_coverage)
+        g_l = g[..., None] if torch.is_tensor(g) else g
+        s_org = mean_survival(organs[:, None], a[..., None], b[..., None], g_l)  # [B, K|1, L]
+        s_org = 1.0 - cov[:, None, :] * (1.0 - s_org)
+        cols = [self.organ_index[t.name] for t in self.tissues]
+        for j, col in enumerate(cols):
+            if col is not None:
+                s_tis[:, :, j] = s_org[:, :, col].expand(-1, k)
+        marrow = organs[:, LYMPHOID_ORGANS.index("bone_marrow")]        # [B, Q_l]
+        stem = torch.exp(-p["stem_alpha_per_gy"][:, None] * marrow)[:, None, :].expand(-1, k, -1)
+        return s_blood, s_tis, stem
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, inputs: KineticsInputs, theta: torch.Tensor) -> RecirculationOutput:
+        """Simulate ALC on days 0..n_days-1 for the batch (``theta`` ``[B, P]`` or ``[P]``)."""
+        bsz = inputs.batch_size
+        dtype = inputs.blood_dose_q_gy.dtype
+        theta = theta.to(dtype).expand(bsz, -1) if theta.dim() == 1 else theta.to(dtype)
+        p = recirculation_params(theta)
+        alc0 = inputs.baseline_alc.to(dtype)
+        i_marrow = LYMPHOID_ORGANS.index("bone_marrow")
+        c_m = (torch.zeros(bsz, dtype=dtype) if inputs.lymphoid_dose_q_gy is None else
+               torch.ones(bsz, dtype=dtype) if inputs.lymphoid_coverage is None else
+               inputs.lymphoid_coverage[:, i_marrow].to(dtype))
+        A, A_chemo = self.generator(p, alc0)
+        dt = 1.0 / self.steps_per_day
+        E, E_chemo = torch.linalg.matrix_exp(A * dt), torch.linalg.matrix_exp(A_chemo * dt)
+        survival = self.fraction_survival(inputs, p)
+        return self._walk(inputs, p, alc0, c_m, (E, E_chemo), survival)
+
+    def _event_logs(self, inputs: KineticsInputs, survival, n_steps: int):
+        """Fractions on the step grid: ``(slot, log S_blood, log S_tissue, log S_stem)``.
+
+        ``slot`` maps each step with a fraction (for any patient) to its row in the log tensors
+        ``[B, n_events, ...]``; fractions in one step multiply.
+        """
+        s_blood, s_tis, stem = survival
+        bsz, dtype = s_blood.shape[0], s_blood.dtype
+        step = torch.floor(inputs.fraction_days * self.steps_per_day + 1e-6).long()
+        valid = inputs.fraction_mask & (step >= 0) & (step < n_steps)
+        slot = {st: j for j, st in enumerate(sorted(set(step[valid].unique().tolist())))}
+        pos = torch.zeros_like(step)
+        for st, j in slot.items():
+            pos[step == st] = j
+        w = valid.to(dtype)
+
+        def on_events(log_s):
+            extra = log_s.shape[2:]
+            out = torch.zeros(bsz, max(len(slot), 1), *extra, dtype=dtype)
+            idx = pos.reshape(bsz, -1, *([1] * len(extra))).expand(-1, -1, *extra)
+            return out.scatter_add(1, idx, log_s * w.reshape(bsz, -1, *([1] * len(extra))))
+
+        return slot, on_events(torch.log(s_blood)), on_events(torch.log(s_tis)), \
+            on_events(torch.log(stem))
+
+    def _walk(self, inputs, p, alc0, c_m, propagators, survival, x0=None):
+        """The step loop: fractions at step starts, then ``x <- E x`` (chemo steps: ``E_chemo``).
+
+        ``propagators`` is ``(E, E_chemo)``, ``survival`` the output of
+        :meth:`fraction_survival`; ``x0`` ``[B, n, 1]`` overrides the equilibrium start (tests).
+        """
+        E, E_chemo = propagators
+        nt, spd = len(self.tissues), self.steps_per_day
+        n_steps = (self.n_days - 1) * spd
+        bsz, dtype = alc0.shape[0], alc0.dtype
+        slot, log_blood, log_tis, log_stem = self._event_logs(inputs, survival, n_steps)
+        share = torch.tensor([t.share for t in self.tissues], dtype=dtype)
+        pool = alc0 / p["blood_share"]
+        n_t = (1 - p["blood_share"])[:, None] * share / share.sum() * pool[:, None]
+        x = torch.cat([alc0[:, None], n_t, torch.ones(bsz, 2, dtype=dtype)], 1)[..., None]
+        x = x if x0 is None else x0.to(dtype)
+        F = torch.ones(bsz, log_stem.shape[-1], dtype=dtype)  # marrow capacity per quantile
+        g_f = torch.exp(-1.0 / (spd * p["marrow_recovery_days"]))[:, None]   # per step
+        f_step = 0                                                             # F is as of here
+        start, end = chemo_window(inputs)
+        mid = (torch.arange(n_steps, dtype=dtype) + 0.5) / spd
+        chemo_on = (mid >= start[:, None]) & (mid < end[:, None])              # [B, n_steps]
+        any_on, all_on = chemo_on.any(0).tolist(), chemo_on.all(0).tolist()
+        alc, tis, prod = [x[:, 0, 0]], [x[:, 1:nt + 1, 0]], [x[:, nt + 1, 0]]
+        for i in range(n_steps):
+            if i in slot:
+                j = slot[i]
+                kill_b, kill_t = torch.exp(log_blood[:, j]), torch.exp(log_tis[:, j])
+                # F recovers exactly between events (lazily), then this step's fractions hit it
+                F = 1.0 - (1.0 - F) * g_f ** (i - f_step)
+                F = F * torch.exp(log_stem[:, j])
+                f_step = i
+                cells = torch.cat([kill_b[:, None], kill_t], 1)
+                x = torch.cat([x[:, :nt + 1] * cells[..., None],
+                               ((1 - c_m) + c_m * F.mean(1))[:, None, None], x[:, nt + 2:]], 1)
+            if not any_on[i]:
+                x = torch.einsum("bij,bjk->bik", E, x)
+            elif all_on[i]:
+                x = torch.einsum("bij,bjk->bik", E_chemo, x)
+            else:
+                x = torch.where(chemo_on[:, i, None, None], torch.einsum("bij,bjk->bik", E_chemo, x),
+                                torch.einsum("bij,bjk->bik", E, x))
+            if (i + 1) % spd == 0:
+                alc.append(x[:, 0, 0])
+                tis.append(x[:, 1:nt + 1, 0])
+                prod.append(x[:, nt + 1, 0])
+        days = torch.arange(self.n_days, dtype=dtype)
+        return RecirculationOutput(torch.stack(alc, 1), days, torch.stack(tis, 1),
+                                   torch.stack(prod, 1))
