@@ -155,3 +155,62 @@ def weighted_error(report: pd.DataFrame, column: str) -> float:
     pred = transform_predictions(torch.tensor(report[column].to_numpy(float)), report)
     r = pred - target
     return float(torch.sqrt((weight * r**2).sum() / weight.sum()))
+
+
+def published_interval(report: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """95% interval of each published value: Wilson for fractions (binomial, ``n`` patients),
+    ``value x exp(+-1.96 x 0.5 / sqrt(n))`` for ALC statistics (between-patient cv about 0.5, the
+    residual model of the fit); rows without ``n`` use the fit's default size."""
+    from lymphonet.twin.literature import DEFAULT_N, FRACTION_STATISTICS
+
+    n = report["n"].fillna(DEFAULT_N).to_numpy(float)
+    v = report["value"].to_numpy(float)
+    z = 1.96
+    share = np.clip(v, 0.0, 1.0)  # only used for the fraction rows
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    frac = report["statistic"].isin(FRACTION_STATISTICS).to_numpy()
+    lo = np.where(frac, centre - half, v * np.exp(-z * 0.5 / np.sqrt(n)))
+    hi = np.where(frac, centre + half, v * np.exp(z * 0.5 / np.sqrt(n)))
+    return lo, hi
+
+
+def plot_loso(report: pd.DataFrame, path) -> None:
+    """Predicted vs published, in-sample and held-out panels, with 95% intervals on the published
+    values; colour = site, marker = modality (no per-point labels: the CSV names the rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lymphonet.twin.literature import FRACTION_STATISTICS
+
+    lo, hi = published_interval(report)
+    frac = report["statistic"].isin(FRACTION_STATISTICS).to_numpy()
+    sites = sorted(report["site"].unique())
+    colours = dict(zip(sites, plt.cm.tab20(np.linspace(0, 1, max(len(sites), 2)))))
+    markers = {"photon": "o", "proton": "^", "carbon": "s"}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 10))
+    for col, (column, title) in enumerate((("in_sample", "in sample (fitted to every row)"),
+                                           ("held_out", "held out (study left out of the fit)"))):
+        for row, (mask, unit) in enumerate(((~frac, "ALC statistic (10^9/L)"),
+                                            (frac, "fraction of patients"))):
+            ax = axes[row, col]
+            sub = report[mask]
+            top = 1.0 if row else max(2.0, float(np.nanmax(sub[["value", column]].to_numpy())))
+            ax.plot([0, top], [0, top], "k--", lw=1)
+            for i, r in sub.iterrows():
+                ax.errorbar(r["value"], r[column], xerr=[[r["value"] - lo[i]], [hi[i] - r["value"]]],
+                            fmt=markers.get(r["modality"], "o"), color=colours[r["site"]], ms=5,
+                            elinewidth=0.8, alpha=0.85)
+            err = weighted_error(sub, column)
+            ax.set(xlim=(0, top * 1.05), ylim=(0, top * 1.05), xlabel=f"published {unit}",
+                   ylabel=f"predicted {unit}", title=f"{title}\nweighted RMS residual {err:.3f}")
+    handles = [plt.Line2D([], [], color=colours[s], marker="o", ls="", label=s) for s in sites]
+    handles += [plt.Line2D([], [], color="k", marker=m, ls="", label=k)
+                for k, m in markers.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=8, fontsize=8)
+    fig.suptitle("recirculation core vs published cohorts (virtual cohorts, SIMULATED)")
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -49,7 +49,7 @@ def test_a_table_made_by_the_core_is_fitted_back(small):
     assert np.abs(back - made).sum() < 0.3 * np.abs(start - made).sum()
 
 
-def test_leave_one_study_out_predicts_each_study_from_the_others(small):
+def test_leave_one_study_out_predicts_each_study_from_the_others(small, tmp_path):
     calls = []
     report = rf.leave_one_study_out(small, ("alpha_per_gy",), max_iter=20, loo_iter=10,
                                     progress=lambda k, n, s: calls.append(s))
@@ -59,3 +59,7 @@ def test_leave_one_study_out_predicts_each_study_from_the_others(small):
         assert np.isfinite(rf.weighted_error(report, col))
     # the fit uses the rows it is scored on: in sample is never worse than held out
     assert rf.weighted_error(report, "in_sample") <= rf.weighted_error(report, "held_out") + 1e-9
+    lo, hi = rf.published_interval(report)
+    assert np.all(lo <= report["value"]) and np.all(report["value"] <= hi) and np.all(lo >= 0)
+    rf.plot_loso(report, tmp_path / "loso.png")
+    assert (tmp_path / "loso.png").stat().st_size > 10_000
