@@ -54,6 +54,11 @@ def run(args) -> int:
     report.to_csv(args.out, index=False)
     if args.plot:
         lit.plot_report(report, args.plot)
+    from dataclasses import fields
+
+    used = params or lit.load_params()  # the shipped calibration when no --params is given
+    values = {f.name: float(getattr(used, f.name).reshape(-1)[0]) for f in fields(used)}
+    _print_checks(report.rename(columns={"published": "value"}), "predicted", values)
     mae = report.groupby(report["statistic"].isin(lit.FRACTION_STATISTICS))["abs_error"].mean()
     print(report[["id", "statistic", "published", "predicted", "abs_error"]].round(3)
           .to_string(index=False))
@@ -80,8 +85,28 @@ def _recirculation(args, table) -> int:
         rf.plot_loso(report, args.plot)
     print(report[["id", "statistic", "value", "in_sample", "held_out"]].round(3)
           .to_string(index=False))
+    _print_checks(report, "held_out", _fitted_params(report))
     errors = {c: rf.weighted_error(report, c) for c in ("prior", "in_sample", "held_out")}
     print("weighted RMS residual (log ALC / arcsine-sqrt scale): "
           + ", ".join(f"{k} {v:.3f}" for k, v in errors.items())
           + f"; fitted theta {report.attrs['theta_all']}; report written to {args.out}")
     return 0
+
+
+def _fitted_params(report) -> dict[str, float]:
+    import torch
+
+    from lymphonet.kinetics.recirculation import RECIRCULATION_NAMES, recirculation_params
+
+    theta = torch.tensor([report.attrs["theta_all"][n] for n in RECIRCULATION_NAMES],
+                         dtype=torch.float64)
+    return {k: float(v[0]) for k, v in recirculation_params(theta).items()}
+
+
+def _print_checks(report, column: str, params: dict[str, float]) -> None:
+    from lymphonet.twin.literature_checks import named_checks
+
+    print(f"named checks ({column}):")
+    for c in named_checks(report, column, params):
+        print(f"  {'PASS' if c.passed else 'MISS'} {c.name:<28} {c.value:.3f} (target {c.target})"
+              + (f"  [{c.detail}]" if c.detail else ""))
