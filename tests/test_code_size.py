@@ -30,8 +30,11 @@ EXCEPTIONS: dict[str, str] = {
     "column it stands in for",
     "lymphonet/dosimetry/plan_features.py:plan_features": "engine settings (quantiles, particles, "
     "seed) next to the plan's own values, all keywords",
-    "lymphonet/dosimetry/organ_dose.py:histograms_from_dose_map": "one documented pass over the "
-    "organs; splitting it scatters the voxel bookkeeping",
+    "lymphonet/dosimetry/dose_map_histograms.py:histograms_from_dose_map": "one documented pass "
+    "over the organs (the plan route's options as keywords); splitting it scatters the voxel "
+    "bookkeeping",
+    "lymphonet/dosimetry/reference.py:per_step_walk": "the verification walk, kept in one piece so "
+    "it reads as the per-step model it checks the engine against; its settings as keywords",
     "lymphonet/kinetics/calibrate.py:fit_population": "optimiser settings as keywords with defaults",
     "lymphonet/kinetics/calibrate.py:predict_individual": "individual MAP fit: prior, data and "
     "optimiser settings as keywords with defaults",

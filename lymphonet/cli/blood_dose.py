@@ -20,9 +20,9 @@ import argparse
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 from lymphonet.errors import InputError
+from lymphonet.io.dicom_plan import DEFAULT_BEAM_GAP_S
 
 
 def _parse_organ_doses(items: list[str]) -> dict[str, float]:
@@ -75,51 +75,6 @@ def _parse_beams(text: str | None) -> list[tuple[float, float]] | None:
     return beams
 
 
-def _parse_beam_doses(text: str | None) -> list[tuple[str, tuple[float, float] | None]] | None:
-    """``"b1.nii.gz@10:20,b2.dcm"`` -> ``[("b1.nii.gz", (10.0, 20.0)), ("b2.dcm", None)]``."""
-    if text is None:
-        return None
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        path, sep, window = part.rpartition("@")
-        if not sep:
-            out.append((part, None))
-            continue
-        try:
-            if not path:
-                raise ValueError
-            start, duration = (float(x) for x in window.split(":"))
-        except ValueError:
-            raise InputError(f"expected FILE or FILE@START:DURATION, got {part!r}",
-                             field="--beam-doses") from None
-        out.append((path, (start, duration)))
-    return out
-
-
-def _beam_windows(specs, beams, args) -> tuple[list[tuple[float, float]], list[str]]:
-    """Windows of the beam doses: given with each file, or from the RTPLAN's beams."""
-    if all(w is not None for _, w in specs):
-        return [w for _, w in specs], []
-    if not args.rtplan:
-        raise InputError("a beam dose without @START:DURATION needs --rtplan (its beams give "
-                         "the delivery times)", field="--beam-doses")
-    from lymphonet.io.dicom_plan import beam_windows_from_plan, read_rtplan
-
-    numbers = []
-    for (path, _), dose in zip(specs, beams):
-        refs = dose.metadata.get("ReferencedBeamNumbers") or ()
-        if len(refs) != 1:
-            raise InputError(f"{Path(path).name}: an RTDOSE referencing exactly one plan beam is "
-                             f"needed to time it from the plan (found {len(refs)})",
-                             field="--beam-doses")
-        numbers.append(refs[0])
-    windows = beam_windows_from_plan(read_rtplan(args.rtplan, patient=args.patient), numbers,
-                                     args.beam_gap)
-    note = (f"beam windows from the plan's metersets and dose rates (a lower bound for modulated "
-            f"beams) with an assumed {args.beam_gap:g} s between beams")
-    return windows, [note]
-
-
 def _tau(text: str) -> float:
     return math.inf if text.strip().lower() in ("inf", "infinity") else float(text)
 
@@ -150,8 +105,9 @@ def register(subparsers) -> None:
                           "timed from --rtplan; with --structures (they must sum to --dose when "
                           "both are given)")
     src.add_argument("--rtplan", help="RTPLAN whose beams time the --beam-doses RTDOSEs")
-    src.add_argument("--beam-gap", type=float, default=30.0, metavar="S",
-                     help="pause between beams when timed from --rtplan (default 30 s)")
+    src.add_argument("--beam-gap", type=float, default=DEFAULT_BEAM_GAP_S, metavar="S",
+                     help=f"pause between beams when timed from --rtplan (default "
+                          f"{DEFAULT_BEAM_GAP_S:g} s, an assumption reported in the notes)")
     src.add_argument("--blood-fraction", metavar="FILE",
                      help="relative blood content per voxel (perfusion map) on the dose grid; "
                           "default uniform within each organ")
@@ -192,6 +148,28 @@ def _engine(args) -> dict:
             "tau_c_s": DEFAULT_TAU_C_S if args.tau_c is None else args.tau_c}
 
 
+def _check_route(args, organ_route: bool) -> None:
+    """Refuse options the chosen route would ignore and timing options that contradict."""
+    plan_only = {"--dose": args.dose, "--structures": args.structures,
+                 "--beam-doses": args.beam_doses, "--rtplan": args.rtplan,
+                 "--blood-fraction": args.blood_fraction, "--structure-map": args.structure_map}
+    given = [flag for flag, value in plan_only.items() if value]
+    if organ_route and given:
+        raise InputError(f"{', '.join(given)} belong to the dose-map route, not to organ doses",
+                         field=given[0])
+    timing = [f for f, v in (("--beam-on-time", args.beam_on_time), ("--beams", args.beams),
+                             ("--beam-doses", args.beam_doses)) if v is not None]
+    if len(timing) > 1:
+        raise InputError(f"give one of {', '.join(timing)}: each sets the beam timing",
+                         field=timing[1])
+    if args.tumor_fraction is not None and (not args.tumor_host or not organ_route):
+        raise InputError("--tumor-fraction sets the tumour share for organ doses with "
+                         "--tumor-host; with a dose map the GTV's share is measured",
+                         field="--tumor-fraction")
+    if args.rtplan and not args.beam_doses:
+        raise InputError("--rtplan only times --beam-doses", field="--rtplan")
+
+
 def _simulate(args, beams, engine):
     """One :class:`BloodDoseResult` from the organ-dose or the dose-map route."""
     from lymphonet.dosimetry import blood_dose as bd
@@ -205,74 +183,26 @@ def _simulate(args, beams, engine):
         raise InputError(f"organs {sorted(set(organ_doses) & set(dvhs))} given as a dose and as "
                          "a DVH", field="--organ-dvh")
     organ_doses.update(dvhs)
-    if organ_doses and (args.dose or args.structures):
-        raise InputError("give either --organ-dose / --organ-dvh or --dose/--structures, not "
-                         "both", field="--organ-dose")
+    _check_route(args, bool(organ_doses))
     if organ_doses:
         if args.tumor_fraction is not None:
             common["tumor_fraction"] = args.tumor_fraction
         return bd.blood_dose_from_organ_doses(organ_doses, n_fractions=args.fractions,
                                               **common, **engine)
-    if not args.structures or not (args.dose or args.beam_doses):
-        raise InputError("give --organ-dose ORGAN=GY / --organ-dvh ORGAN=FILE, or --structures "
-                         "with --dose and/or --beam-doses", field="--dose")
-    dose, structures, extra = _read_plan_inputs(args)
+    if not (args.structures and args.dose):
+        raise InputError("give --organ-dose ORGAN=GY / --organ-dvh ORGAN=FILE, or --dose and "
+                         "--structures (with --beam-doses for time-resolved delivery)",
+                         field="--dose")
+    from lymphonet.cli._blood_dose_plan import read_plan_inputs
+
+    dose, structures, extra = read_plan_inputs(args)
     if extra.get("beam_doses"):
         common["beams"] = extra.pop("beams")
     notes = extra.pop("notes", [])
     result = bd.blood_dose_for_plan(dose, structures, n_fractions=args.fractions,
                                     unknown=args.unknown_structures,
-                                    tumor_fraction=args.tumor_fraction, **common, **extra,
-                                    **engine)
+                                    **common, **extra, **engine)
     return replace(result, notes=(*result.notes, *notes))
-
-
-def _read_beam_doses(args, dose) -> tuple[dict, object]:
-    """Per-beam maps, their windows and notes; the plan dose (their sum when none is given)."""
-    import numpy as np
-
-    from lymphonet.io.loaders import read_dose
-
-    specs = _parse_beam_doses(args.beam_doses)
-    beams = [read_dose(path, patient=args.patient, n_fractions=args.fractions, beam=True)
-             for path, _ in specs]
-    kinds = {b.metadata.get("DoseSummationType") for b in beams}
-    if "BEAM" in kinds and dose is None:
-        raise InputError("BEAM RTDOSEs can be one fraction's or the course's dose: give --dose "
-                         "(the plan dose) so their sum can be checked", field="--beam-doses")
-    for b in beams[1:]:
-        beams[0].require_same_grid(b, "beam dose", patient=args.patient)
-    total = sum(np.asarray(b.array, np.float64) for b in beams)
-    if dose is not None and not np.allclose(total, dose.array, rtol=0.02,
-                                            atol=0.01 * float(dose.array.max())):
-        raise InputError("the beam doses do not sum to --dose (2% / 1% of max tolerance)",
-                         field="--beam-doses")
-    windows, notes = _beam_windows(specs, beams, args)
-    dose = dose if dose is not None else beams[0].with_array(total.astype(np.float32))
-    return {"beam_doses": beams, "beams": windows, "notes": notes}, dose
-
-
-def _read_plan_inputs(args):
-    """Dose (or the sum of the beam doses), structures, and per-beam maps / blood fraction."""
-    from lymphonet.io.loaders import read_dose, read_structures
-    from lymphonet.io.plan import check_dose_consistency
-
-    extra: dict = {}
-    dose = (read_dose(args.dose, patient=args.patient, n_fractions=args.fractions)
-            if args.dose else None)
-    if args.beam_doses:
-        extra, dose = _read_beam_doses(args, dose)
-    structures = read_structures(args.structures, dose, structure_map=args.structure_map,
-                                 patient=args.patient)
-    if "body" in structures:  # the structures must hold the dose
-        check_dose_consistency(dose, structures, None, patient=args.patient,
-                               structures_file=Path(args.structures).name)
-    if args.blood_fraction:
-        from lymphonet.io.nifti import read_volume
-
-        extra["blood_fraction"] = read_volume(args.blood_fraction, units="fraction",
-                                              patient=args.patient)
-    return dose, structures, extra
 
 
 def run(args: argparse.Namespace) -> int:

@@ -175,10 +175,16 @@ class BloodDoseResult:
         return out
 
 
+#: Smallest positive correlation time accepted (s): below it the redraws cost ~1/tau_c each and the
+#: answer is the tau_c = 0 limit anyway.
+MIN_TAU_C_S = 1e-3
+
+
 def _check_tau_c(tau_c_s: float) -> float:
     tau = float(tau_c_s)
-    if math.isnan(tau) or tau < 0:
-        raise InputError(f"tau_c_s must be >= 0 s (or inf), got {tau_c_s!r}", field="tau_c_s")
+    if math.isnan(tau) or tau < 0 or 0 < tau < MIN_TAU_C_S:
+        raise InputError(f"tau_c_s must be 0, >= {MIN_TAU_C_S} s or inf, got {tau_c_s!r}",
+                         field="tau_c_s")
     return tau
 
 
@@ -280,54 +286,35 @@ def blood_dose_for_plan(dose, structures, *, n_fractions: int, beam_on_time_s: f
             (73 L male, 60 L female) or ``None`` for no correction.
         unknown: Non-canonical, non-target structures: ``"error"`` or ``"remainder"``.
         composites: A composite structure without its parts: ``"error"`` or ``"spread"``.
-        tumor_host: Organ or compartment the tumour (GTV voxels) sits in parallel to; ``None``: no
-            tumour compartment (GTV voxels stay in their organ).
-        tumor_fraction: The tumour's share of the host's blood and flow; default the GTV's share
-            of the host's blood-weighted volume (the GTV voxels move from host to tumour).
+        tumor_host: Organ or compartment the tumour (GTV voxels inside that organ) sits in
+            parallel to; ``None``: no tumour compartment (GTV voxels stay in their organ).
+        tumor_fraction: The tumour's share of the host's blood and flow; default (and advised)
+            the GTV's measured share of the host (:func:`~lymphonet.dosimetry.dose_map_histograms
+            .tumour_share`); another value changes the mean blood dose and is noted.
         blood_fraction: Optional relative blood-content map (Volume) weighting voxels.
         beam_doses: Optional per-beam course dose maps (time-resolved delivery; one window each).
         patient: Patient id for error messages.
         **engine: Passed to :func:`simulate_blood_dose` (``particles``, ``seed``, ``device``,
             ``weibull_shape``, ``tau_c_s``, ``course``, ``threads``).
     """
-    from lymphonet.dosimetry.organ_dose import REFERENCE_BODY_VOLUME_L, histograms_from_dose_map
+    from lymphonet.dosimetry.dose_map_histograms import histograms_from_dose_map, tumour_share
+    from lymphonet.dosimetry.organ_dose import REFERENCE_BODY_VOLUME_L
 
-    if tumor_host is not None and tumor_fraction is None:
-        tumor_fraction = _gtv_share(structures, tumor_host, blood_fraction, patient)
+    host = None if tumor_host is None else _host_compartment(tumor_host)
+    if tumor_fraction is not None and host is None:
+        raise InputError("tumor_fraction needs tumor_host", patient=patient,
+                         field="tumor_fraction")
+    if host is not None and tumor_fraction is None:
+        tumor_fraction = tumour_share(structures, host, blood_fraction, patient=patient)
     circ = _circulation(sex, tbv_l, co_l_min, tumor_host, tumor_fraction)
     if whole_body_volume_l == "reference":
         whole_body_volume_l = REFERENCE_BODY_VOLUME_L[circ.sex]
     hist = histograms_from_dose_map(dose, structures, circ.names, n_fractions=n_fractions,
                                     whole_body_volume_l=whole_body_volume_l, unknown=unknown,
                                     composites=composites, blood_fraction=blood_fraction,
-                                    beam_doses=beam_doses, patient=patient)
+                                    beam_doses=beam_doses, tumor_host=host, patient=patient)
     return simulate_blood_dose(hist, circ, beam_on_time_s, beams=beams, n_fractions=n_fractions,
                                **engine)
-
-
-def _gtv_share(structures, tumor_host: str, blood_fraction, patient) -> float:
-    """Blood-weighted share of the host organ (with the GTV) that lies in the GTV."""
-    from lymphonet.dosimetry.organ_dose import _GTV_RE
-    from lymphonet.dosimetry.organ_map import ORGAN_RULES
-
-    comp = _host_compartment(tumor_host)
-    masks = structures.masks
-    gtv = [m for n, m in masks.items() if _GTV_RE.match(n)]
-    host = [m for n, m in masks.items() if n in ORGAN_RULES and comp in ORGAN_RULES[n].compartments
-            and n != "tumor"]
-    if not gtv or not host:
-        raise InputError(f"tumour host {tumor_host!r}: need a GTV structure and the host organ's "
-                         "contour to measure the tumour's share (or give tumor_fraction)",
-                         patient=patient, field="tumor_host")
-    w = (np.ones(structures.grid.shape) if blood_fraction is None
-         else np.asarray(blood_fraction.array, np.float64))
-    tumour = np.logical_or.reduce(gtv)
-    region = np.logical_or.reduce(host) | tumour
-    share = float(w[tumour & region].sum() / max(w[region].sum(), 1e-12))
-    if not 0.0 < share < 1.0:
-        raise InputError(f"the GTV holds {share:.3f} of the tumour host {tumor_host!r}; expected a "
-                         "share in (0, 1)", patient=patient, field="tumor_host")
-    return share
 
 
 def blood_dose_quantiles(dose, structures, *, n_fractions: int, beam_on_time_s: float | None = None,
@@ -354,9 +341,14 @@ def blood_dose_from_organ_doses(organ_doses, *, beam_on_time_s: float | None = N
     from lymphonet.dosimetry.organ_dose import histograms_from_organ_doses
     from lymphonet.dosimetry.organ_map import canonical_organ
 
-    if tumor_host is None and any(canonical_organ(k) == "tumor" for k in organ_doses):
+    has_tumour = any(canonical_organ(k) == "tumor" for k in organ_doses)
+    if tumor_host is None and has_tumour:
         raise InputError("a tumour dose needs its host organ (tumor_host, CLI --tumor-host, "
                          "e.g. lung)", patient=patient, field="tumor_host")
+    if tumor_host is not None and not has_tumour:
+        raise InputError("tumor_host without a tumour dose would take blood from the host and "
+                         "give it no dose: add tumor=... or drop tumor_host", patient=patient,
+                         field="tumor_host")
     circ = _circulation(sex, tbv_l, co_l_min, tumor_host, tumor_fraction)
     hist = histograms_from_organ_doses(organ_doses, circ.names, composites=composites,
                                        patient=patient)

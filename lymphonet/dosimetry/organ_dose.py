@@ -4,7 +4,7 @@ Two inputs give an :class:`OrganDoseHistograms`:
 
 * a dose map (:class:`~lymphonet.io.volume.Volume`, total course dose in Gy), optionally one map
   per beam (time-resolved delivery), plus a :class:`~lymphonet.io.volume.StructureSet` with
-  canonical organ names (:func:`histograms_from_dose_map`);
+  canonical organ names (:func:`lymphonet.dosimetry.dose_map_histograms.histograms_from_dose_map`);
 * a table ``organ -> per-fraction dose`` (a number for a uniform dose, ``(dose_gy, volume_cc)``
   arrays, or a relative DVH) (:func:`histograms_from_organ_doses`).
 
@@ -130,8 +130,8 @@ def _histogram(doses_gy: np.ndarray, weights: np.ndarray, n_bins: int):
     levels = n_bins if groups == 1 else max(8, round(n_bins ** (2.0 / groups)))
     level = np.minimum((d / np.where(top > 0, top, 1.0) * levels).astype(np.int64), levels - 1)
     level = np.where(d > 0, level + 1, 0)
-    key = level @ ((levels + 1) ** np.arange(groups, dtype=np.int64))
-    uniq, idx = np.unique(key, return_inverse=True)
+    uniq, idx = np.unique(level, axis=0, return_inverse=True)  # joint bins, no key overflow
+    idx = idx.ravel()
     w = np.bincount(idx, weights=weights, minlength=uniq.size)
     beam = np.stack([np.bincount(idx, weights=weights * d[:, g], minlength=uniq.size)
                      for g in range(groups)], axis=1)
@@ -160,6 +160,8 @@ def _assemble(names: tuple[str, ...], groups: dict[str, dict[str, tuple]], union
             combined, left, right = PAIRED_COMPARTMENTS[comp]
             sides = [o for o in (left, right) if o in organs]
             if combined in organs:
+                if sides:
+                    notes.append(f"{comp}: {combined} given, so {', '.join(sides)} not used")
                 organs = {combined: organs[combined]}
             elif len(sides) == 1:
                 d, b, p = _mix([(*organs[sides[0]], 0.5), (*rem, 0.5)])
@@ -171,6 +173,10 @@ def _assemble(names: tuple[str, ...], groups: dict[str, dict[str, tuple]], union
             entries.append((rem[0], rem[1], rem[2] / rem[2].sum(), rem_name))
         else:
             d, b, w = union(comp, organs)
+            if not w.sum() > 0:
+                raise InputError(f"compartment {comp!r}: its organs {sorted(organs)} hold no blood "
+                                 "(zero weight, e.g. a blood-fraction map of 0 there)",
+                                 field=comp)
             entries.append((d, b, w / w.sum(), "+".join(sorted(organs))))
     doses, beams, probs, sources = zip(*entries)
     if any(b is not None for b in beams):
@@ -196,107 +202,6 @@ def _check_names(names, *, unknown: str, patient=None, file=None) -> set[str]:
                 "pass unknown='remainder' to count it as body remainder", patient=patient,
                 file=file, field=name)
     return out - {"tumor"}
-
-
-def _per_fraction_voxels(dose, beam_doses, n_fractions: int, patient) -> np.ndarray:
-    """``[nz, ny, nx]`` or ``[nz, ny, nx, G]`` per-fraction voxel doses (Gy), checked."""
-    maps = [dose] if not beam_doses else list(beam_doses)
-    for m in maps:
-        dose.require_same_grid(m, "beam dose", patient=patient)
-    per_fx = np.stack([np.asarray(m.array, np.float64) for m in maps], axis=-1) / n_fractions
-    if not np.all(np.isfinite(per_fx)) or per_fx.min() < 0:
-        raise InputError("dose map has negative or non-finite values", patient=patient,
-                         file=dose.metadata.get("source"), field="dose")
-    return per_fx if beam_doses else per_fx[..., 0]
-
-
-def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...], *,
-                             n_fractions: int, n_bins: int = 256,
-                             whole_body_volume_l: float | None = None, unknown: str = "error",
-                             composites: str = "error", blood_fraction=None, beam_doses=None,
-                             patient: str | None = None) -> OrganDoseHistograms:
-    """Per-compartment per-fraction histograms from a course dose map and canonical structures.
-
-    Args:
-        dose: :class:`Volume` of total course dose, Gy, shape ``(nz, ny, nx)``.
-        structures: :class:`StructureSet` on the dose grid with canonical organ names.
-        circulation_names: Compartment ids (``Circulation.names``); with a ``tumor`` compartment
-            the GTV voxels (structures named gtv...) feed it.
-        n_fractions: Number of fractions; per-fraction dose = course dose / n_fractions.
-        n_bins: Dose bins per organ (plus one exact-zero bin).
-        whole_body_volume_l: Body volume of the whole patient, L; the part not covered by the
-            ``body`` mask enters the remainder at 0 Gy. ``None``: no out-of-scan correction.
-        unknown: ``"error"`` (default) or ``"remainder"`` for non-canonical, non-target names.
-        composites: ``"error"`` or ``"spread"`` for a composite structure without its parts.
-        blood_fraction: Optional :class:`Volume` of relative blood content (perfusion) per voxel
-            (>= 0); voxels are weighted by volume x blood fraction. Default: uniform.
-        beam_doses: Optional course dose maps of the ``G`` beams (same grid, summing to ``dose``)
-            for time-resolved delivery.
-        patient: Patient id for error messages.
-
-    Raises:
-        InputError: Unmapped structure, lone composite, negative / non-finite dose or blood
-            fraction, bad ``n_fractions``, grid mismatch, GTV missing for a tumour compartment.
-    """
-    file = getattr(structures, "source", None)
-    if int(n_fractions) < 1:
-        raise InputError(f"n_fractions must be >= 1, got {n_fractions}", patient=patient,
-                         field="n_fractions")
-    if unknown not in ("error", "remainder"):
-        raise InputError(f"unknown must be 'error' or 'remainder', got {unknown!r}",
-                         field="unknown")
-    dose.require_same_grid(structures.grid, "structures", patient=patient, file=file)
-    per_fx = _per_fraction_voxels(dose, beam_doses, int(n_fractions), patient)
-    weight = np.full(dose.shape, dose.voxel_volume_cc)
-    if blood_fraction is not None:
-        dose.require_same_grid(blood_fraction, "blood fraction", patient=patient)
-        bf = np.asarray(blood_fraction.array, np.float64)
-        if not np.all(np.isfinite(bf)) or bf.min() < 0 or bf.max() <= 0:
-            raise InputError("blood-fraction map must be finite, >= 0 and not all zero",
-                             patient=patient, field="blood_fraction")
-        weight = weight * bf
-    organs = _check_names(structures.masks, unknown=unknown, patient=patient, file=file)
-    organs = {o for o in organs if structures.masks[o].any()}
-    mapping, notes = resolve_composites(organs, composites, patient=patient)
-    tumour = np.zeros(dose.shape, bool)
-    if "tumor" in circulation_names:
-        gtv = [m for n, m in structures.masks.items() if _GTV_RE.match(n) and m.any()]
-        if not gtv:
-            raise InputError("the circulation has a tumour compartment but no GTV structure "
-                             "(name starting with 'gtv') is given", patient=patient,
-                             field="tumor")
-        tumour = np.logical_or.reduce(gtv)
-    comp_masks: dict[str, dict[str, np.ndarray]] = {}
-    mapped = tumour.copy()
-    for name, comps in mapping.items():
-        mask = structures.masks[name] & ~tumour
-        if comps:
-            mapped |= mask
-        for comp in comps:
-            comp_masks.setdefault(comp, {})[name] = mask
-    if tumour.any():
-        comp_masks["tumor"] = {"tumor": tumour}
-    body = structures.masks["body"] if "body" in structures else np.ones(dose.shape, bool)
-    rem_mask = body & ~mapped
-    rem = _histogram(per_fx[rem_mask], weight[rem_mask], n_bins)
-    if whole_body_volume_l is not None:
-        outside_cc = max(0.0, 1000.0 * float(whole_body_volume_l) - body.sum()
-                         * dose.voxel_volume_cc)
-        zero_beam = None if rem[1] is None else np.vstack([rem[1], np.zeros((1, rem[1].shape[1]))])
-        rem = (np.append(rem[0], 0.0), zero_beam, np.append(rem[2], outside_cc))
-    keep = rem[2] > 0
-    remainder = (rem[0][keep], None if rem[1] is None else rem[1][keep], rem[2][keep])
-
-    def hist(m):
-        return _histogram(per_fx[m], weight[m], n_bins)
-
-    def union(comp, organs_of_comp):
-        return hist(np.logical_or.reduce([comp_masks[comp][o] for o in organs_of_comp]))
-
-    # Per-organ histograms are needed only for a paired organ contoured on one side.
-    per_organ = {c: {o: (hist(m) if c in PAIRED_COMPARTMENTS else None) for o, m in orgs.items()}
-                 for c, orgs in comp_masks.items()}
-    return _assemble(tuple(circulation_names), per_organ, union, remainder, notes)
 
 
 def _organ_entry(raw_name: str, value, patient) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -8,8 +8,10 @@ tabulated for HEDOS by Shin et al., Phys Med Biol 66:045003, 2021).
 The table is built so that a contour never doses blood it does not hold:
 
 * ``heart`` reaches the two heart chambers only. The coronary circulation (myocardial blood, 1% of
-  the blood volume) is dosed only from a ``coronary`` structure: sending the whole heart's dose there
-  too (what v0.1 did) overstated the mean blood dose of a thoracic plan by about a quarter.
+  the blood volume against 9% in the chambers) is dosed only from a ``coronary`` structure (without
+  one it sees the remainder): v0.1 sent the heart's dose there too, which adds up to a ninth of the
+  heart's contribution; with the single ``vena_cava`` rule below it made v0.1 overstate the mean
+  blood dose of HEDOS's example by 24%.
 * The superior and inferior venae cavae are separate organs with separate compartments.
 * A *composite* structure (``great_vessels``, ``vena_cava``, ``bowel``) holds parts that have their
   own compartments. Where any of its parts is given the composite is ignored (its parts are

@@ -28,7 +28,7 @@ def _categorical(cum: np.ndarray, rows: np.ndarray, rng: np.random.Generator) ->
 def per_step_walk(histograms: OrganDoseHistograms, circulation: Circulation,
                   windows: list[tuple[float, float]], *, particles: int = 10_000,
                   dt_s: float = 0.05, weibull_shape: float = 2.0, burn_in_s: float = 600.0,
-                  seed: int = 0) -> np.ndarray:
+                  tau_c_s: float = 0.0, seed: int = 0) -> np.ndarray:
     """Per-fraction dose of each particle (Gy, ``[particles]``), HEDOS-style per-step draws.
 
     Args:
@@ -39,6 +39,9 @@ def per_step_walk(histograms: OrganDoseHistograms, circulation: Circulation,
         dt_s: Time step, s (HEDOS: 0.05 s).
         weibull_shape: Stay shape ``k``.
         burn_in_s: Walking time before the first window, from a start by volume with fresh stays.
+        tau_c_s: 0 (HEDOS: a fresh voxel every step), or a correlation time: each step a particle
+            keeps its voxel with probability ``exp(-dt / tau_c)`` (a fresh voxel on entering a
+            compartment), the per-step form of the engine's Poisson redraws.
         seed: numpy seed.
     """
     rng = np.random.default_rng(seed)
@@ -71,17 +74,21 @@ def per_step_walk(histograms: OrganDoseHistograms, circulation: Circulation,
         comp[moving] = _categorical(cum_split, comp[moving], rng)
         stay_end[moving] += scale[comp[moving]] * rng.weibull(k, int(moving.sum()))
     dose = np.zeros(particles)
+    voxel = _categorical(cum_dose, comp, rng)
+    keep = math.exp(-dt_s / tau_c_s) if tau_c_s > 0 else 0.0
     n_steps = int(np.ceil((ends.max() - t) / dt_s))
     for step in range(n_steps):
         a, b = t + step * dt_s, t + (step + 1) * dt_s
         on = np.clip(np.minimum(b, ends) - np.maximum(a, starts), 0.0, None)
         if on.any():
-            voxel = _categorical(cum_dose, comp, rng)
+            fresh = rng.random(particles) >= keep
+            voxel[fresh] = _categorical(cum_dose, comp[fresh], rng)
             for w in np.flatnonzero(on):
                 dose += rate[comp, voxel, group_of[w]] * on[w]
         moved = stay_end <= b
         if moved.any():
             comp[moved] = _categorical(cum_split, comp[moved], rng)
             stay_end[moved] = b + scale[comp[moved]] * rng.weibull(k, int(moved.sum()))
+            voxel[moved] = _categorical(cum_dose, comp[moved], rng)
     return dose.astype(np.float32)
 

@@ -55,7 +55,8 @@ def beam_windows(beam_on_time_s: float | None = None,
     Either ``beams`` (explicit windows, e.g. two arcs) or one window ``(0, beam_on_time_s)``.
 
     Raises:
-        InputError: Negative or non-finite start or duration, overlapping windows, or neither.
+        InputError: Negative or non-finite start, a duration that is not > 0, overlapping
+            windows, or neither argument.
     """
     if beams is None:
         if beam_on_time_s is None:
@@ -63,9 +64,10 @@ def beam_windows(beam_on_time_s: float | None = None,
         beams = [(0.0, float(beam_on_time_s))]
     out = [(float(s), float(d)) for s, d in beams]
     for s, d in out:
-        if not (math.isfinite(s) and math.isfinite(d)) or s < 0 or d < 0:
-            raise InputError(f"beam window (start {s} s, duration {d} s) must be finite and >= 0",
-                             field="beams")
+        if not (math.isfinite(s) and math.isfinite(d)) or s < 0 or d <= 0:
+            raise InputError(f"beam window (start {s} s, duration {d} s) needs a finite start "
+                             ">= 0 and a duration > 0 (a 0 s window would deliver its dose in no "
+                             "time, which this model does not represent)", field="beams")
     ordered = sorted(out)
     for (s0, d0), (s1, _) in itertools.pairwise(ordered):
         if s1 < s0 + d0:

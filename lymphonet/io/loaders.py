@@ -58,9 +58,9 @@ def read_dose(path: str | Path, *, patient: str | None = None,
 
     * RTDOSE ``DoseSummationType`` ``FRACTION`` (one fraction's dose) is scaled to the course with
       ``n_fractions`` (refused without it) and the volume's metadata says so; ``BEAM`` (one beam
-      of several) is refused unless ``beam=True`` (time-resolved blood dose reads beams one by
-      one and checks their sum against the plan dose): sum the beams first (``lymphonet ingest``
-      does).
+      of several) is refused: sum the beams first (``lymphonet ingest`` does). With ``beam=True``
+      (time-resolved blood dose, which checks the beams' sum against the plan dose) only BEAM
+      (the beam's course dose) and BEAM_SESSION (x ``n_fractions``) are accepted.
     * A dose whose maximum exceeds ``max_dose_gy`` is refused (a cGy file read as Gy), and so is
       an all-zero dose.
 
@@ -70,7 +70,7 @@ def read_dose(path: str | Path, *, patient: str | None = None,
         prescription_gy: Course prescription (Gy); scales RELATIVE RTDOSE units.
         n_fractions: Fractions of the course, to scale a FRACTION dose.
         max_dose_gy: Plausibility limit of the course maximum (Gy).
-        beam: Accept a BEAM RTDOSE (one beam's course dose).
+        beam: Read one beam's dose (BEAM or BEAM_SESSION RTDOSE, or a volume) as its course dose.
 
     Raises:
         InputError: Unknown format, unreadable file, wrong units, non-finite, implausible or
@@ -93,12 +93,29 @@ def read_dose(path: str | Path, *, patient: str | None = None,
         from lymphonet.io.dicom import read_rtdose
 
         dose = read_rtdose(path, prescription_gy=prescription_gy, patient=patient)
-        if not (beam and dose.metadata.get("DoseSummationType") == "BEAM"):
-            dose = _course_dose(dose, n_fractions, patient=patient, path=path)
+        dose = (_beam_course_dose(dose, n_fractions, patient=patient, path=path) if beam
+                else _course_dose(dose, n_fractions, patient=patient, path=path))
     else:
         raise InputError(f"unknown dose format (expected DICOM RTDOSE or one of "
                          f"{VOLUME_SUFFIXES})", patient=patient, file=path, field="dose_path")
     return check_dose_plausible(dose, max_dose_gy=max_dose_gy, patient=patient, path=path)
+
+
+def _beam_course_dose(dose: Volume, n_fractions: int | None, *, patient, path) -> Volume:
+    """One beam's course dose: BEAM as is (the beam over the fraction group, DICOM PS3.3
+    C.8.8.3), BEAM_SESSION x n_fractions (one session); any other summation type refused."""
+    kind = dose.metadata.get("DoseSummationType")
+    if kind == "BEAM":
+        return dose
+    if kind != "BEAM_SESSION":
+        raise InputError(f"DoseSummationType is {kind}: a per-beam dose must be BEAM or "
+                         "BEAM_SESSION", patient=patient, file=path, field="DoseSummationType")
+    if n_fractions is None or int(n_fractions) < 1:
+        raise InputError("BEAM_SESSION (one session's beam dose) needs the number of fractions",
+                         patient=patient, file=path, field="DoseSummationType")
+    meta = dict(dose.metadata, course_scaling=f"BEAM_SESSION dose x {int(n_fractions)} fractions")
+    return Volume(dose.array * np.float32(n_fractions), dose.spacing_mm, dose.origin_mm,
+                  dose.direction, units="Gy", metadata=meta)
 
 
 def _course_dose(dose: Volume, n_fractions: int | None, *, patient, path) -> Volume:

@@ -246,7 +246,7 @@ class LymphocyteKinetics(nn.Module):
         """Fold protracted dose-rate curves into the step grid's survival (kill hazard per step).
 
         Blood: ``exp(-log_kill)`` per step; organs: the resident survival
-        ``1 - sum_l w_l c_l (1 - S_l)`` per step, as for fractions (:meth:`fraction_survival`).
+        ``1 - sum_l w_l (1 - S_l)`` per step, each curve being the rate of the whole organ.
         """
         blood, organs = inputs.dose_rate_blood_gy_h, inputs.dose_rate_organs_gy_h
         if blood is None and organs is None:
@@ -266,9 +266,10 @@ class LymphocyteKinetics(nn.Module):
             steps |= set((kill > 0).any(0).nonzero().flatten().tolist())
         if organs is not None:
             kill = per_step(organs.transpose(1, 2), alpha[:, None], beta[:, None])  # [B, L, n]
-            c = 1.0 if inputs.lymphoid_coverage is None else inputs.lymphoid_coverage[..., None]
+            # a dose-rate curve is the rate of the whole organ (systemic or brachytherapy
+            # sources), not of a contoured part: no external-beam coverage here
             w = self.organ_weight.to(kill.dtype)[:, None]
-            S_res = S_res * (1.0 - (w * c * (1.0 - torch.exp(-kill))).sum(1))
+            S_res = S_res * (1.0 - (w * (1.0 - torch.exp(-kill))).sum(1))
             steps |= set((kill > 0).any(1).any(0).nonzero().flatten().tolist())
         return StepGrid(S_blood, S_res, steps, grid.on, grid.g, grid.chemo_steps)
 

@@ -103,7 +103,8 @@ class KineticsInputs:
         dose_rate_blood_gy_h: ``[B, T]`` protracted dose rate to blood (Gy/h) on steps of
             ``dose_rate_step_h`` from day 0 (radiopharmaceuticals, brachytherapy), or None; see
             :mod:`lymphonet.kinetics.dose_rate`. Adds to the fractions.
-        dose_rate_organs_gy_h: ``[B, T, L]`` the same for the lymphoid organs, or None.
+        dose_rate_organs_gy_h: ``[B, T, L]`` the same for the lymphoid organs (each the rate of
+            the whole organ), or None.
         dose_rate_step_h: ``[B]`` step of the dose-rate grid (h; one value for the batch), needed
             with either rate.
     """
@@ -169,7 +170,11 @@ class KineticsInputs:
         check("dose_rate_blood_gy_h", self.dose_rate_blood_gy_h, (2,))
         check("dose_rate_organs_gy_h", self.dose_rate_organs_gy_h, (3,))
         check("dose_rate_step_h", self.dose_rate_step_h, (1,))
-        rated = self.dose_rate_blood_gy_h is not None or self.dose_rate_organs_gy_h is not None
+        organs = self.dose_rate_organs_gy_h
+        if organs is not None and organs.shape[-1] != len(LYMPHOID_ORGANS):
+            raise InputError(f"dose_rate_organs_gy_h needs L = {len(LYMPHOID_ORGANS)} organs "
+                             f"{LYMPHOID_ORGANS} in its last axis", field="dose_rate_organs_gy_h")
+        rated = self.dose_rate_blood_gy_h is not None or organs is not None
         if rated and (self.dose_rate_step_h is None or not bool(
                 (self.dose_rate_step_h == self.dose_rate_step_h[0]).all()
                 & (self.dose_rate_step_h[0] > 0))):

@@ -105,3 +105,35 @@ def test_the_cpu_command_does_not_import_torch(tmp_path):
             "'--particles', '1000', '--json']); print('torch' in sys.modules); sys.exit(rc)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--organ-dose", "lung=2", "--blood-fraction", "x.nii.gz", "--beam-on-time", "5"],
+     "--blood-fraction"),
+    (["--organ-dose", "lung=2", "--beams", "0:5", "--beam-on-time", "5"], "--beams"),
+    (["--organ-dose", "lung=2", "--tumor-fraction", "0.3", "--beam-on-time", "5"],
+     "--tumor-fraction"),
+    (["--organ-dose", "lung=2", "--rtplan", "RP.dcm", "--beam-on-time", "5"], "--rtplan"),
+    (["--organ-dose", "lung=2", "--tau-c", "1e-6", "--beam-on-time", "5"], "tau_c"),
+    (["--organ-dose", "lung=2", "--tumor-host", "lung", "--beam-on-time", "5"], "tumor_host"),
+])
+def test_options_the_route_would_ignore_are_refused(args, field, capsys):
+    code, err = _run([*args, "--particles", "100"], capsys)
+    assert code == 2 and field in err
+
+
+def test_plan_timing_is_cross_checked(breast_boost, tmp_path, capsys):
+    beams = _beam_doses(breast_boost, tmp_path)
+    base = ["--dose", str(breast_boost / "rtdose.dcm"), "--structures",
+            str(breast_boost / "rtss.dcm"), "--unknown-structures", "remainder",
+            "--rtplan", str(breast_boost / "rtplan.dcm"), "--particles", "100", "--json"]
+    code, err = _run([*base, "--fractions", "30", "--beam-doses", ",".join(map(str, beams))],
+                     capsys)
+    assert code == 2 and "7 fractions" in err
+    twice = [beams[0], beams[0], beams[1], beams[2]]
+    code, err = _run([*base, "--fractions", "7", "--beam-doses", ",".join(map(str, twice))],
+                     capsys)
+    assert code == 2 and ("same plan beam" in err or "do not sum" in err)
+    mixed = f"{beams[0]}@0:10,{beams[1]}"
+    code, err = _run([*base, "--fractions", "7", "--beam-doses", mixed], capsys)
+    assert code == 2 and "every beam dose or to none" in err

@@ -16,6 +16,8 @@ BOXES = {"body": (slice(None),) * 3, "lungs": (slice(2, 12), slice(2, 10), slice
          "great_vessels": (slice(16, 18), slice(4, 9), slice(5, 15)),
          "ptv": (slice(5, 9), slice(5, 9), slice(10, 18)),
          "gtv": (slice(6, 8), slice(6, 8), slice(12, 16)),
+         "gtv_straddling": (slice(10, 14), slice(6, 8), slice(12, 16)),
+         "bone_marrow": (slice(0, 20), slice(16, 19), slice(8, 12)),
          "optic_nerve": (slice(0, 1), slice(0, 1), slice(0, 2))}
 
 

@@ -51,12 +51,14 @@ def test_mean_blood_dose_equals_volume_weighted_organ_dose(hist_fn, beam_s, sex)
     assert sum(res.contributions().values()) == pytest.approx(res.mean_gy, rel=1e-5)
 
 
-def test_zero_beam_on_time_or_zero_dose_gives_zero_dose():
-    hist = uniform_histograms(MALE.names, {"lung": 2.0})
-    assert simulate_blood_dose(hist, MALE, 0.0, particles=1000).per_fraction_gy.max() == 0
+def test_zero_dose_gives_zero_dose_and_a_zero_beam_on_time_is_refused():
     zero = uniform_histograms(MALE.names, {"lung": 0.0})
     res = simulate_blood_dose(zero, MALE, 60.0, particles=1000)
     assert res.per_fraction_gy.max() == 0 and res.fraction_any_dose == 0
+    hist = uniform_histograms(MALE.names, {"lung": 2.0})
+    for beams in ([(0.0, 0.0)], [(0.0, 0.0), (10.0, 10.0)]):  # no time, or a window of none
+        with pytest.raises(InputError, match="duration > 0"):
+            simulate_blood_dose(hist, MALE, beams=beams, particles=1000)
 
 
 def test_fraction_with_dose_rises_with_delivery_time_but_mean_does_not():
@@ -97,8 +99,14 @@ def test_seeds_reproduce_exactly_and_differ_between_seeds():
     assert np.array_equal(a.per_fraction_gy, b.per_fraction_gy)
     assert not np.array_equal(a.per_fraction_gy, c.per_fraction_gy)
     # the stream is keyed by particle: threads and chunking do not change any dose
-    d = simulate_blood_dose(hist, MALE, 20.0, particles=5000, seed=5, threads=2)
-    assert np.array_equal(a.per_fraction_gy, d.per_fraction_gy)
+    from lymphonet.dosimetry.walk_cpu import walk
+    from lymphonet.dosimetry.walk_tables import walk_tables
+
+    tab = walk_tables(MALE, hist, beam_windows(20.0), 2.0)
+    one, _, c1 = walk(tab, 5000, seed=5, n_fractions=1, tau_c=1.0, threads=1, chunk=5000)
+    many, _, c2 = walk(tab, 5000, seed=5, n_fractions=1, tau_c=1.0, threads=2, chunk=777)
+    assert np.array_equal(one, many) and np.array_equal(one, a.per_fraction_gy)
+    np.testing.assert_allclose(c1, c2, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [2.0, 1.0])
@@ -138,6 +146,18 @@ def test_tau_c_zero_matches_a_per_step_walk_that_draws_a_voxel_every_step():
                                tau_c_s=0.0).per_fraction_gy
     ref = per_step_walk(hist, MALE, [(5.0, 20.0)], particles=n, seed=22, dt_s=0.01)
     _agree(fast, ref, levels=(0.0, 0.03, 0.15, 0.5))  # not 0.05: an atom at tau_c = 0
+
+
+def test_default_tau_c_matches_a_per_step_walk_with_the_same_redraw_rate():
+    """The per-step walk redraws a particle's voxel with probability 1 - exp(-dt / tau_c) per step
+    (and on entering a compartment): at dt = 10 ms the same correlation as the engine's Poisson
+    redraws, walked independently."""
+    hist = _mixed_histograms()
+    n = 20_000
+    fast = simulate_blood_dose(hist, MALE, beams=[(5.0, 20.0)], particles=n, seed=31,
+                               tau_c_s=1.0).per_fraction_gy
+    ref = per_step_walk(hist, MALE, [(5.0, 20.0)], particles=n, seed=32, dt_s=0.01, tau_c_s=1.0)
+    _agree(fast, ref, levels=(0.0, 0.03, 0.15, 0.5, 1.0))
 
 
 def test_uniform_organ_doses_agree_with_the_per_step_walk_for_any_tau_c():
@@ -186,18 +206,28 @@ def test_per_beam_maps_dose_blood_only_while_their_beam_is_on():
 
 
 def test_torch_engine_agrees_with_the_cpu_walk_in_distribution():
+    """One window for each tau_c; per-beam windows given out of order; the course sum."""
+    import torch
+
+    from lymphonet.dosimetry.walk_tables import walk_tables
+    from lymphonet.dosimetry.walk_torch import walk
+
     hist = _mixed_histograms()
     for tau in (0.0, 1.0, math.inf):
         cpu = simulate_blood_dose(hist, MALE, 15.0, particles=30_000, seed=1, tau_c_s=tau)
-        import torch
-
-        from lymphonet.dosimetry.walk_tables import walk_tables
-        from lymphonet.dosimetry.walk_torch import walk
-
         fx, _, contrib = walk(walk_tables(MALE, hist, beam_windows(15.0), 2.0), 30_000, seed=2,
                               n_fractions=1, tau_c=tau, device=torch.device("cpu"))
         _agree(cpu.per_fraction_gy, fx, levels=(0.0, 0.1, 0.5))
         assert contrib.sum() == pytest.approx(fx.mean(), rel=1e-4)
+    beams = tuple(np.column_stack([0.3 * d, 0.7 * d]) for d in hist.dose_gy)
+    timed = type(hist)(hist.compartments, hist.dose_gy, hist.prob, hist.sources, beams)
+    windows = [(30.0, 5.0), (2.0, 10.0)]
+    cpu = simulate_blood_dose(timed, MALE, beams=windows, particles=30_000, seed=3,
+                              n_fractions=3, course=True)
+    fx, course, _ = walk(walk_tables(MALE, timed, beam_windows(beams=windows), 2.0), 30_000,
+                         seed=4, n_fractions=3, tau_c=1.0, device=torch.device("cpu"))
+    _agree(cpu.per_fraction_gy, fx, levels=(0.0, 0.1, 0.5))
+    _agree(cpu.course_gy, course, levels=(0.1, 0.5, 1.0))
 
 
 def test_course_is_the_sum_of_independent_fractions():

@@ -10,7 +10,12 @@ import pytest
 
 from lymphonet.dosimetry.blood_dose import blood_dose_for_plan, blood_dose_from_organ_doses
 from lymphonet.dosimetry.circulation import Circulation
-from lymphonet.dosimetry.organ_dose import histograms_from_dose_map, histograms_from_organ_doses
+from lymphonet.dosimetry.dose_map_histograms import (
+    REFERENCE_TISSUE_CC,
+    histograms_from_dose_map,
+    tumour_share,
+)
+from lymphonet.dosimetry.organ_dose import histograms_from_organ_doses
 from lymphonet.dosimetry.organ_map import COMPOSITES, ORGAN_RULES, compartments_of
 from lymphonet.errors import InputError
 
@@ -41,11 +46,13 @@ def test_heart_never_doses_the_coronary_bed_and_composites_need_their_parts():
         assert dosed == set(ORGAN_RULES[parts[0]].compartments)
 
 
-def test_the_mapping_table_in_the_docs_is_the_code_table():
+def test_the_mapping_tables_in_the_docs_are_the_code_tables():
     text = DOCS.read_text()
     rows = re.findall(r"^\| `([a-z_]+)` \| ([a-z_, ]+) \| (.+) \|$", text, flags=re.MULTILINE)
     documented = {organ: tuple(c.strip() for c in comps.split(",")) for organ, comps, _ in rows}
     assert documented == {o: r.compartments for o, r in ORGAN_RULES.items()}
+    rows = re.findall(r"^  \| `([a-z_]+)` \| ([a-z_, ]+) \|$", text, flags=re.MULTILINE)
+    assert {c: tuple(p.strip() for p in parts.split(",")) for c, parts in rows} == COMPOSITES
 
 
 def test_tumour_compartment_is_parallel_to_its_host():
@@ -97,7 +104,9 @@ def test_dose_map_route_maps_organs_remainder_and_the_gtv(make_phantom):
     gtv, lung = structs["gtv"], structs["lungs"] & ~structs["gtv"]
     share = gtv.sum() / (structs["lungs"] | gtv).sum()
     circ = MALE.with_tumor("lung", share)
-    tumour_hist = histograms_from_dose_map(dose, structs, circ.names, n_fractions=10)
+    assert tumour_share(structs, "lung") == pytest.approx(share)
+    tumour_hist = histograms_from_dose_map(dose, structs, circ.names, n_fractions=10,
+                                           tumor_host="lung")
     tm = dict(zip(circ.names, tumour_hist.mean_gy()))
     assert tm["tumor"] == pytest.approx(per_fx[gtv].mean())
     assert tm["lung"] == pytest.approx(per_fx[lung].mean())
@@ -175,3 +184,52 @@ def test_one_sided_lung_takes_half_the_remainder_and_unknown_names_raise(make_ph
         histograms_from_dose_map(dose, structs, MALE.names, n_fractions=1, patient="p1")
     ok = histograms_from_dose_map(dose, structs, MALE.names, n_fractions=1, unknown="remainder")
     assert ok.sources[MALE.index("lung")] == "lungs"
+
+
+def test_only_the_gtv_inside_its_host_feeds_the_tumour(make_phantom):
+    """A GTV straddling lung and heart: the heart part stays in the heart (noted); a GTV wholly
+    outside the host is refused; one contoured lung halves the share."""
+    dose, structs = make_phantom(("body", "lungs", "heart", "gtv_straddling"))
+    inside = structs["gtv_straddling"] & structs["lungs"]
+    share = tumour_share(structs, "lung")
+    assert share == pytest.approx(inside.sum() / structs["lungs"].sum())
+    circ = MALE.with_tumor("lung", share)
+    hist = histograms_from_dose_map(dose, structs, circ.names, n_fractions=1, tumor_host="lung")
+    mean = dict(zip(circ.names, hist.mean_gy()))
+    assert mean["tumor"] == pytest.approx(dose.array[inside].mean())
+    assert mean["right_heart"] == pytest.approx(dose.array[structs["heart"]].mean())
+    assert any("outside lung" in n for n in hist.notes)
+    dose, structs = make_phantom(("body", "lungs", "heart", "gtv"))
+    structs.masks["gtv"] = structs["heart"].copy()
+    with pytest.raises(InputError, match="does not overlap"):
+        tumour_share(structs, "lung")
+    dose, structs = make_phantom(("body", "lung_left", "gtv"))
+    structs.masks["gtv"] = np.zeros_like(structs["gtv"])
+    structs.masks["gtv"][4:6, 4:6, 2:6] = True  # inside the left lung
+    one_side = tumour_share(structs, "lung")
+    inside = structs["gtv"] & structs["lung_left"]
+    assert one_side == pytest.approx(0.5 * inside.sum() / structs["lung_left"].sum())
+
+
+def test_blood_fraction_maps_count_by_relative_value_only(make_phantom):
+    dose, structs = make_phantom(("body", "lungs"))
+    ramp = np.linspace(0.5, 1.5, 20)[None, None, :] * np.ones((20, 20, 20))
+    kw = {"n_fractions": 1, "whole_body_volume_l": 73.0}
+    a = histograms_from_dose_map(dose, structs, MALE.names,
+                                 blood_fraction=dose.with_array(ramp, "fraction"), **kw)
+    b = histograms_from_dose_map(dose, structs, MALE.names,
+                                 blood_fraction=dose.with_array(100 * ramp, "percent"), **kw)
+    np.testing.assert_allclose(a.mean_gy(), b.mean_gy(), rtol=1e-12)
+    assert any("normalised" in n for n in a.notes)
+
+
+def test_a_partial_marrow_contour_doses_only_its_share_of_the_marrow(make_phantom):
+    dose, structs = make_phantom(("body", "bone_marrow"))
+    hist = histograms_from_dose_map(dose, structs, MALE.names, n_fractions=1)
+    m = structs["bone_marrow"]
+    share = m.sum() * dose.voxel_volume_cc / REFERENCE_TISSUE_CC["bone_marrow"]
+    rest = structs["body"] & ~m
+    expected = share * dose.array[m].mean() + (1 - share) * dose.array[rest].mean()
+    assert 0 < share < 1
+    assert hist.mean_gy()[MALE.index("red_marrow")] == pytest.approx(expected)
+    assert any("bone_marrow" in n and "%" in n for n in hist.notes)
