@@ -22,10 +22,11 @@ organs, the remainder) live in :mod:`lymphonet.dosimetry.organ_dose` and
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from lymphonet.dosimetry.organ_dose import (
-    _GTV_RE,
     REMAINDER,
     OrganDoseHistograms,
     _assemble,
@@ -35,6 +36,9 @@ from lymphonet.dosimetry.organ_dose import (
 )
 from lymphonet.dosimetry.organ_map import ORGAN_RULES, PAIRED_COMPARTMENTS, resolve_composites
 from lymphonet.errors import InputError
+
+#: Structures whose voxels feed a tumour compartment (names starting with "gtv").
+_GTV_RE = re.compile(r"^gtv", re.IGNORECASE)
 
 #: Whole-body volume (cc) of tissues that a contour usually covers only in part (ICRP 89 reference
 #: male masses at about 1 g/cc: red marrow 1,170 g, skin 3,300 g, skeletal muscle 29,000 g; lymph

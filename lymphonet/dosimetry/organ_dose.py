@@ -49,7 +49,6 @@ from lymphonet.io.dvh_table import RelativeDVH
 
 REMAINDER = "remainder"
 _TARGET_RE = re.compile(r"^(ptv|ctv|gtv|itv|boost|target)", re.IGNORECASE)
-_GTV_RE = re.compile(r"^gtv", re.IGNORECASE)
 
 #: ICRP-89 reference body mass (kg) taken as body volume (L) at 1 kg/L, for the out-of-scan part.
 REFERENCE_BODY_VOLUME_L: dict[str, float] = {"M": 73.0, "F": 60.0}

@@ -143,6 +143,13 @@ class RecirculationKinetics(nn.Module):
                             for t in tissues}
 
     # ------------------------------------------------------------------ the linear system
+    def tissue_pools(self, p: dict[str, torch.Tensor], alc0: torch.Tensor) -> torch.Tensor:
+        """Equilibrium tissue pools ``N_c`` ``[B, C]`` (blood-equivalent 10^9/L): the tissues'
+        shares of the non-blood pool ``(1 - f_B) N``, with ``N = ALC0 / f_B``."""
+        share = torch.tensor([t.share for t in self.tissues], dtype=alc0.dtype)
+        f_b = p["blood_share"]
+        return (1 - f_b)[:, None] * (share / share.sum()) * (alc0 / f_b)[:, None]
+
     def generator(self, p: dict[str, torch.Tensor],
                   alc0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Generators ``A`` without and with chemotherapy, ``[B, n, n]`` (1/day).
@@ -152,11 +159,8 @@ class RecirculationKinetics(nn.Module):
         nt = len(self.tissues)
         n = nt + 3
         bsz, dtype = alc0.shape[0], alc0.dtype
-        share = torch.tensor([t.share for t in self.tissues], dtype=dtype)
         rel = torch.tensor([t.relative_dwell_h for t in self.tissues], dtype=dtype)
-        f_b = p["blood_share"]
-        pool = alc0 / f_b                                        # N, blood-equivalent
-        n_t = (1 - f_b)[:, None] * (share / share.sum()) * pool[:, None]   # [B, nt]
+        n_t = self.tissue_pools(p, alc0)                         # [B, nt]
         k_b = 24.0 / p["blood_residence_h"]                      # 1/day
         # dwell times scaled so the flux out of blood, sum N_c / T_c, equals k_B N_B
         kappa = 24.0 * (n_t / rel).sum(1) / (k_b * alc0)         # [B], with N_B = alc0
@@ -265,10 +269,8 @@ class RecirculationKinetics(nn.Module):
         n_steps = (self.n_days - 1) * spd
         bsz, dtype = alc0.shape[0], alc0.dtype
         slot, log_blood, log_tis, log_stem = self._event_logs(inputs, survival, n_steps)
-        share = torch.tensor([t.share for t in self.tissues], dtype=dtype)
-        pool = alc0 / p["blood_share"]
-        n_t = (1 - p["blood_share"])[:, None] * share / share.sum() * pool[:, None]
-        x = torch.cat([alc0[:, None], n_t, torch.ones(bsz, 2, dtype=dtype)], 1)[..., None]
+        x = torch.cat([alc0[:, None], self.tissue_pools(p, alc0), torch.ones(bsz, 2, dtype=dtype)],
+                      1)[..., None]
         x = x if x0 is None else x0.to(dtype)
         F = torch.ones(bsz, log_stem.shape[-1], dtype=dtype)  # marrow capacity per quantile
         g_f = torch.exp(-1.0 / (spd * p["marrow_recovery_days"]))[:, None]   # per step
