@@ -21,9 +21,10 @@ from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs
 from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.schema import PlanRecord
 
-#: Organs whose course mean dose is a dose-summary column (SUMMARY_ORGANS + other lymphoid).
+#: Organs whose course mean dose is a dose-summary column (SUMMARY_ORGANS + other lymphoid organs;
+#: the body remainder is already summarised by the mean body dose).
 SUMMARY_MEAN_ORGANS: tuple[str, ...] = SUMMARY_ORGANS + tuple(
-    o for o in LYMPHOID_ORGANS if o not in SUMMARY_ORGANS)
+    o for o in LYMPHOID_ORGANS if o not in SUMMARY_ORGANS and o != "body")
 #: Columns of ``dose_summary``.
 DOSE_SUMMARY_NAMES: tuple[str, ...] = (
     ("mean_body_dose_gy", "edic_gy", "edic_missing", "mean_blood_dose_gy_per_fx",

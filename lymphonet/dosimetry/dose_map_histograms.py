@@ -13,7 +13,9 @@ organs, the remainder) live in :mod:`lymphonet.dosimetry.organ_dose` and
   sees the contour's histogram for the contoured share ``min(1, V_contour / V_ref)`` and the
   remainder for the rest (as for a one-sided paired organ), with a note. A contour larger than the
   reference is capped at the whole tissue (a bone contour is not all red marrow: the share is an
-  upper bound, noted).
+  upper bound, noted). Bone contours named by site (``bone_marrow_<site>``) follow the red-marrow
+  rule of :mod:`lymphonet.dosimetry.red_marrow` instead: each voxel weighs by its site's red-marrow
+  density and the contours hold their sites' share of the marrow.
 * **Tumour.** With a tumour compartment in parallel to a host (see
   :meth:`~lymphonet.dosimetry.circulation.Circulation.with_tumor`), the GTV voxels *inside the host
   organ* feed the tumour and leave the host; GTV voxels outside the host stay where they are (noted).
@@ -35,6 +37,7 @@ from lymphonet.dosimetry.organ_dose import (
     _mix,
 )
 from lymphonet.dosimetry.organ_map import ORGAN_RULES, PAIRED_COMPARTMENTS, resolve_composites
+from lymphonet.dosimetry.red_marrow import marrow_weights, site_masks, with_marrow_union
 from lymphonet.errors import InputError
 
 #: Structures whose voxels feed a tumour compartment (names starting with "gtv").
@@ -166,8 +169,9 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
     per_fx = _per_fraction_voxels(dose, beam_doses, int(n_fractions), patient)
     body = structures.masks["body"] if "body" in structures else np.ones(dose.shape, bool)
     weight, notes = _blood_weight(dose, body, blood_fraction, patient)
-    organs = _check_names(structures.masks, unknown=unknown, patient=patient, file=file)
-    organs = {o for o in organs if structures.masks[o].any()}
+    masks = with_marrow_union(structures.masks)
+    organs = _check_names(masks, unknown=unknown, patient=patient, file=file)
+    organs = {o for o in organs if masks[o].any()}
     mapping, composite_notes = resolve_composites(organs, composites, patient=patient)
     notes += composite_notes
     tumour = np.zeros(dose.shape, bool)
@@ -177,7 +181,7 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
     comp_masks: dict[str, dict[str, np.ndarray]] = {}
     mapped = tumour.copy()
     for name, comps in mapping.items():
-        mask = structures.masks[name] & ~tumour
+        mask = masks[name] & ~tumour
         if comps:
             mapped |= mask
         for comp in comps:
@@ -194,6 +198,11 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
         partial = [o for o in organs_of_comp if o in REFERENCE_TISSUE_CC]
         if not partial:
             return hist(m)
+        if partial[0] == "bone_marrow" and site_masks(structures.masks):
+            h, share, note = _red_marrow(m, structures.masks, dose.voxel_volume_cc, per_fx,
+                                         weight, n_bins)
+            notes.append(f"{comp}: {note}; the rest of {comp} sees the {REMAINDER}")
+            return h if share >= 1.0 else _mix([(*h, share), (*remainder, 1.0 - share)])
         share = min(1.0, m.sum() * dose.voxel_volume_cc / REFERENCE_TISSUE_CC[partial[0]])
         notes.append(f"{'+'.join(sorted(organs_of_comp))}: the contour holds "
                      f"{100 * share:.0f}% of the body's {partial[0]} (reference "
@@ -208,6 +217,17 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
     per_organ = {c: {o: (hist(m) if c in PAIRED_COMPARTMENTS else None) for o, m in orgs.items()}
                  for c, orgs in comp_masks.items()}
     return _assemble(tuple(circulation_names), per_organ, union, remainder, notes)
+
+
+def _red_marrow(m, masks, voxel_cc, per_fx, weight, n_bins):
+    """Marrow histogram from bone sites (:mod:`lymphonet.dosimetry.red_marrow`): blood in red
+    marrow follows the red marrow, so each voxel of ``m`` weighs by its site's red-marrow density.
+    Returns ``(histogram, share of the body's red marrow held, note)``."""
+    red_mask, red_w, share, note = marrow_weights(masks, voxel_cc)
+    density = np.zeros(red_mask.shape, np.float64)
+    density[red_mask] = red_w
+    m = m & red_mask
+    return _histogram(per_fx[m], weight[m] * density[m], n_bins), share, note
 
 
 def _remainder(per_fx, weight, rem_mask, body, dose, whole_body_volume_l, n_bins):

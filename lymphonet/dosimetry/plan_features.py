@@ -3,8 +3,9 @@
 A plan (course dose map + canonical structures + schedule) is reduced once to:
 
 * the per-fraction dose distribution of circulating blood, as quantiles (blood-dose engine);
-* per-fraction dose quantiles over each lymphoid organ (spleen, lymph nodes, bone marrow, thymus),
-  with the share of the organ's lymphocytes the contoured volume represents (coverage);
+* per-fraction dose quantiles over each site of resident lymphocytes (spleen, lymph nodes, bone
+  marrow, thymus, bowel, the rest of the body), with the share of the site's lymphocytes the
+  contoured volume represents (coverage);
 * dose summaries: mean body dose, EDIC, mean dose of the main organs.
 
 These are cheap to store (a few kB) and are what the kinetics layer consumes, so training and
@@ -20,18 +21,28 @@ import numpy as np
 from lymphonet.dosimetry.blood_dose import blood_dose_for_plan
 from lymphonet.dosimetry.dvh import mean_body_dose_gy
 from lymphonet.dosimetry.edic import edic_from_structures
+from lymphonet.dosimetry.red_marrow import marrow_weights
 from lymphonet.errors import InputError
 from lymphonet.io.plan import Plan, resolve_beam_on_time_s
 from lymphonet.io.volume import StructureSet, Volume
 from lymphonet.organs import LYMPHOID_ORGANS
 
-#: Reference volume (cc) of each lymphoid organ's lymphocyte-holding tissue in an adult, used for
-#: coverage = contoured volume / reference volume (capped at 1). Red marrow: ICRP Publication 89
-#: reference mass 1170 g (male) at ~1 g/cc. Spleen: contoured spleens are whole organs (1.0 is
+#: Reference volume (cc) of each resident site's lymphocyte-holding tissue in an adult, used for
+#: coverage = contoured volume / reference volume (capped at 1). Red marrow follows the bone-site
+#: rule of :mod:`lymphonet.dosimetry.red_marrow` instead. Spleen: contoured spleens are whole organs (1.0 is
 #: used directly). Lymph nodes and thymus: lymphonet assumptions (total node volume ~ 500 cc, adult
 #: thymus ~ 20 cc), to be calibrated; they only scale how much of the resident pool a contour holds.
-REFERENCE_LYMPHOID_VOLUME_CC = {"spleen": None, "lymph_nodes": 500.0, "bone_marrow": 1170.0,
-                                "thymus": 20.0}
+#: Bowel: lymphonet assumption, the whole small and large bowel as contoured on CT (bowel-bag
+#: contours of the abdomen and pelvis are typically 1,500-3,500 cc). Body: the ICRP-89 reference
+#: body (73 kg male, 60 kg female) at 1.04 g/cc; the lymphocytes dispersed in other tissue are taken
+#: as spread evenly by volume (lymphonet assumption), so a dose grid that holds part of the body
+#: represents that part of them.
+REFERENCE_LYMPHOID_VOLUME_CC = {"spleen": None, "lymph_nodes": 500.0, "bone_marrow": None,
+                                "thymus": 20.0, "bowel": 2500.0,
+                                "body": {"M": 73_000 / 1.04, "F": 60_000 / 1.04}}
+#: Canonical structures that make up each resident site (besides the site's own name and its
+#: ``<site>_*`` parts, e.g. node stations).
+_SITE_PARTS = {"bowel": ("small_bowel", "large_bowel")}
 
 #: Organs whose mean dose is reported as a feature (if contoured).
 SUMMARY_ORGANS = ("lungs", "heart", "great_vessels", "liver", "spleen", "bone_marrow",
@@ -90,24 +101,52 @@ class PlanFeatures:
                    notes=tuple(str(n) for n in data.get("notes", ())), **kwargs)
 
 
-def _quantiles(values: np.ndarray, n: int) -> np.ndarray:
-    """Values at probability levels ``(q + 0.5) / n`` (the convention of the blood-dose engine)."""
-    v = np.sort(values.ravel())
-    idx = np.minimum(((np.arange(n) + 0.5) / n * v.size).astype(np.int64), v.size - 1)
-    return v[idx]
+def _quantiles(values: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Values at probability levels ``(q + 0.5) / n`` (the convention of the blood-dose engine),
+    optionally with per-value weights (the lowest value whose cumulative weight reaches the level).
+    """
+    order = np.argsort(values.ravel(), kind="stable")
+    v = values.ravel()[order]
+    if weights is None:
+        idx = np.minimum(((np.arange(n) + 0.5) / n * v.size).astype(np.int64), v.size - 1)
+        return v[idx]
+    cum = np.cumsum(np.asarray(weights, np.float64).ravel()[order])
+    idx = np.searchsorted(cum / cum[-1], (np.arange(n) + 0.5) / n, side="left")
+    return v[np.minimum(idx, v.size - 1)]
 
 
 def lymphoid_masks(structures: StructureSet) -> dict[str, np.ndarray]:
-    """Masks of the lymphoid organs; node stations (``lymph_nodes_*``) are OR-ed into lymph_nodes."""
+    """Masks of the resident sites of :data:`~lymphonet.organs.LYMPHOID_ORGANS`.
+
+    Parts are OR-ed (node stations ``lymph_nodes_*`` into lymph_nodes, small and large bowel into
+    bowel); ``body`` is the body outside every other site, so no voxel counts twice.
+    """
     out: dict[str, np.ndarray] = {}
     for organ in LYMPHOID_ORGANS:
+        if organ == "body":
+            continue
         parts = [m for n, m in structures.masks.items()
-                 if n == organ or n.startswith(organ + "_")]
+                 if n == organ or n.startswith(organ + "_") or n in _SITE_PARTS.get(organ, ())]
         if parts:
             mask = np.logical_or.reduce(parts)
             if mask.any():
                 out[organ] = mask
+    if "body" in structures.masks:
+        body = structures.masks["body"].copy()
+        for mask in out.values():
+            body &= ~mask
+        if body.any():
+            out["body"] = body
     return out
+
+
+def site_coverage(organ: str, volume_cc: float, sex: str = "M") -> float:
+    """Share of a resident site's lymphocytes a contour of ``volume_cc`` holds (0..1), from
+    :data:`REFERENCE_LYMPHOID_VOLUME_CC`."""
+    ref = REFERENCE_LYMPHOID_VOLUME_CC[organ]
+    if isinstance(ref, dict):
+        ref = ref.get(sex, ref["M"])
+    return 1.0 if ref is None else float(min(1.0, volume_cc / ref))
 
 
 def plan_features(
@@ -144,16 +183,23 @@ def plan_features(
     masks = lymphoid_masks(structures)
     lymph_q = np.zeros((len(LYMPHOID_ORGANS), n_quantiles), np.float32)
     coverage = np.zeros(len(LYMPHOID_ORGANS), np.float32)
+    notes = list(result.notes)
+    marrow = marrow_weights(structures.masks, dose.voxel_volume_cc)
+    if marrow is not None:  # red marrow by bone site (the bone_marrow mask is only its union)
+        masks["bone_marrow"], marrow_w, marrow_cov, marrow_note = marrow
+        notes.append(marrow_note)
     for i, organ in enumerate(LYMPHOID_ORGANS):
-        if organ in masks:
+        if organ == "bone_marrow" and marrow is not None:
+            lymph_q[i] = _quantiles(per_fx[masks[organ]], n_quantiles, marrow_w)
+            coverage[i] = marrow_cov
+        elif organ in masks:
             lymph_q[i] = _quantiles(per_fx[masks[organ]], n_quantiles)
-            ref = REFERENCE_LYMPHOID_VOLUME_CC[organ]
-            vol = masks[organ].sum() * dose.voxel_volume_cc
-            coverage[i] = 1.0 if ref is None else min(1.0, vol / ref)
+            coverage[i] = site_coverage(organ, masks[organ].sum() * dose.voxel_volume_cc, sex)
     organ_means = {o: float(dose.array[structures[o]].mean()) for o in SUMMARY_ORGANS
                    if o in structures and structures[o].any()}
     for organ, mask in masks.items():
-        organ_means[organ] = float(dose.array[mask].mean())
+        if organ != "body":  # the body remainder is summarised by the mean body dose
+            organ_means[organ] = float(dose.array[mask].mean())
     try:
         edic = float(edic_from_structures(dose, structures, n_fractions, patient=patient))
     except InputError:
@@ -169,7 +215,7 @@ def plan_features(
         mean_blood_dose_gy=float(result.mean_gy),
         fraction_blood_any_dose=float(result.fraction_any_dose),
         organ_mean_gy=organ_means,
-        notes=result.notes,
+        notes=tuple(notes),
     )
 
 

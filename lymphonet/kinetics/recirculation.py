@@ -29,9 +29,10 @@ Compartments (``x``, in 10^9/L blood-equivalent cells: count / blood volume, so 
   to fraction): ``F_q <- F_q exp(-alpha_s D_q)`` at each fraction, recovering as
   ``dF_q/dt = (1 - F_q) / tau_P`` (months; Mauch et al., Int J Radiat Oncol Biol Phys 31:1319,
   1995); ``c_M`` is the share of marrow the quantiles represent (``lymphoid_coverage``).
-* Fractions kill instantaneously: blood by the blood-dose quantiles, each dosed tissue by its organ's
-  quantiles with its coverage (``S_c = 1 - c (1 - mean_q exp(-alpha D_q - G beta D_q^2))``); gut and
-  other tissue get no dose here (their dose is not yet an input).
+* Fractions kill instantaneously: blood by the blood-dose quantiles, each tissue by its site's dose
+  quantiles with its coverage (``S_c = 1 - c (1 - mean_q exp(-alpha D_q - G beta D_q^2))``): nodes,
+  spleen, marrow and thymus by their organs, gut by the bowel, other tissue by the body outside the
+  other sites (:data:`~lymphonet.organs.LYMPHOID_ORGANS`).
 * Chemotherapy adds a death rate ``delta`` to every cell compartment in its window.
 
 Between events the system is linear with constant coefficients, so each step uses the exact
@@ -69,9 +70,10 @@ TISSUES: tuple[Tissue, ...] = (
     Tissue("lymph_nodes", 0.40, 12.0, "lymph_nodes", _WP + "; nodal transit of about half a day"),
     Tissue("spleen", 0.15, 5.0, "spleen", _WP + "; splenic transit of hours"),
     Tissue("bone_marrow", 0.10, 24.0, "bone_marrow", _WP),
-    Tissue("gut", 0.15, 24.0, None, _WP + " (gut-associated lymphoid tissue); not dosed yet"),
+    Tissue("gut", 0.15, 24.0, "bowel", _WP + " (gut-associated lymphoid tissue)"),
     Tissue("thymus", 0.02, 24.0, "thymus", "lymphonet assumption (adult involution)"),
-    Tissue("other", 0.16, 24.0, None, _WP + " (lung, liver, skin...); not dosed yet"),
+    Tissue("other", 0.16, 24.0, "body", _WP + " (lung, liver, skin...), spread evenly by volume "
+           "over the body outside the other sites (lymphonet assumption)"),
 )
 
 RECIRCULATION_SPECS: tuple[ParamSpec, ...] = (

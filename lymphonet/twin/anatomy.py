@@ -160,22 +160,24 @@ ANATOMY: tuple[tuple[str, Shape], ...] = (
     ("parotids", _e((42, 15, -185), (12, 18, 22))),
     ("spinal_cord", _c((0, 38, -230), (6, 6, 85))),
     ("spinal_cord", _c((0, 80, -500), (6, 6, 190))),
-    # Skeleton (red-marrow-bearing bones), last: it carves everything it overlaps.
-    ("bone_marrow", Shape("shell", (0, 10, -80), (75, 90, 72), thickness_mm=7.0)),
-    ("bone_marrow", _c((0, 20, -235), (11, 11, 70))),
-    ("bone_marrow", _c((0, 55, -450), (17, 16, 145))),
-    ("bone_marrow", _c((0, 48, -680), (22, 18, 85))),
-    ("bone_marrow", _e((0, 75, -820), (45, 17, 60))),
-    ("bone_marrow", _e((-85, 40, -775), (38, 20, 55))),
-    ("bone_marrow", _e((85, 40, -775), (38, 20, 55))),
-    ("bone_marrow", _e((-72, 25, -900), (22, 35, 45))),
-    ("bone_marrow", _e((72, 25, -900), (22, 35, 45))),
-    ("bone_marrow", _e((-28, -55, -895), (25, 12, 18))),
-    ("bone_marrow", _e((28, -55, -895), (25, 12, 18))),
-    ("bone_marrow", _c((-95, 15, -960), (22, 22, 50))),
-    ("bone_marrow", _c((95, 15, -960), (22, 22, 50))),
-    ("bone_marrow", _c((0, -80, -420), (14, 6, 90))),
-    ("bone_marrow", Shape("tube", (0, 0, -460), (134, 84, 140), thickness_mm=8.0,
+    # Skeleton (red-marrow-bearing bones, one name per ICRP-89 bone site), last: it carves
+    # everything it overlaps. Not drawn: mandible, scapulae, clavicles, humeri (6.7% of adult red
+    # marrow), which therefore never receive dose in a phantom plan.
+    ("bone_marrow_cranium", Shape("shell", (0, 10, -80), (75, 90, 72), thickness_mm=7.0)),
+    ("bone_marrow_cervical", _c((0, 20, -235), (11, 11, 70))),
+    ("bone_marrow_thoracic", _c((0, 55, -450), (17, 16, 145))),
+    ("bone_marrow_lumbar", _c((0, 48, -680), (22, 18, 85))),
+    ("bone_marrow_sacrum", _e((0, 75, -820), (45, 17, 60))),
+    ("bone_marrow_os_coxae", _e((-85, 40, -775), (38, 20, 55))),
+    ("bone_marrow_os_coxae", _e((85, 40, -775), (38, 20, 55))),
+    ("bone_marrow_os_coxae", _e((-72, 25, -900), (22, 35, 45))),
+    ("bone_marrow_os_coxae", _e((72, 25, -900), (22, 35, 45))),
+    ("bone_marrow_os_coxae", _e((-28, -55, -895), (25, 12, 18))),
+    ("bone_marrow_os_coxae", _e((28, -55, -895), (25, 12, 18))),
+    ("bone_marrow_femora", _c((-95, 15, -960), (22, 22, 50))),
+    ("bone_marrow_femora", _c((95, 15, -960), (22, 22, 50))),
+    ("bone_marrow_sternum", _c((0, -80, -420), (14, 6, 90))),
+    ("bone_marrow_ribs", Shape("tube", (0, 0, -460), (134, 84, 140), thickness_mm=8.0,
                           period_mm=22.0)),
 )
 
@@ -216,6 +218,9 @@ COMPOSITES = {
     "bowel": ("small_bowel", "large_bowel"),
     "lymph_nodes": ("lymph_nodes_cervical", "lymph_nodes_mediastinal",
                     "lymph_nodes_para_aortic", "lymph_nodes_pelvic"),
+    "bone_marrow": ("bone_marrow_cranium", "bone_marrow_cervical", "bone_marrow_thoracic",
+                    "bone_marrow_lumbar", "bone_marrow_sacrum", "bone_marrow_os_coxae",
+                    "bone_marrow_femora", "bone_marrow_sternum", "bone_marrow_ribs"),
 }
 
 

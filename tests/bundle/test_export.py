@@ -17,6 +17,7 @@ from lymphonet.data.config import DataConfig
 from lymphonet.errors import InputError
 from lymphonet.models.head import NetworkHead
 from lymphonet.models.hybrid import EncoderConfig, ModelConfig
+from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 DATA = DataConfig(spacing_mm=(16.0, 16.0, 16.0), shape=(16, 16, 16), n_quantiles=8,
@@ -47,8 +48,8 @@ def _contract_batch(model_inputs: dict[str, int], b: int = 3) -> dict[str, torch
     k = 10
     return {"image": image, "clinical": clinical, "dose_summary": summary,
             "blood_dose_q_gy": torch.linspace(0, 0.2, 8).expand(b, 8).contiguous(),
-            "lymphoid_dose_q_gy": torch.rand(b, 4, 8, generator=torch.Generator().manual_seed(0)),
-            "lymphoid_coverage": torch.full((b, 4), 0.5),
+            "lymphoid_dose_q_gy": torch.rand(b, len(LYMPHOID_ORGANS), 8, generator=torch.Generator().manual_seed(0)),
+            "lymphoid_coverage": torch.full((b, len(LYMPHOID_ORGANS)), 0.5),
             "fraction_days": torch.arange(k, dtype=torch.float32).expand(b, k),
             "fraction_mask": torch.ones(b, k, dtype=torch.bool),
             "beam_on_s": torch.full((b, k), 60.0), "chemo": torch.zeros(b, dtype=torch.long),

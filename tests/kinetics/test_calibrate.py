@@ -28,6 +28,9 @@ from lymphonet.kinetics.calibrate import (
     log_likelihood,
     predict_individual,
 )
+from lymphonet.organs import LYMPHOID_ORGANS
+
+N_SITES = len(LYMPHOID_ORGANS)  # resident sites (lymphoid organs, bowel, body)
 
 F64 = torch.float64
 SIGMA = 0.1
@@ -40,14 +43,14 @@ def make_cohort(n: int, seed: int) -> KineticsInputs:
     for _ in range(n):
         nfx = int(rng.choice([5, 15, 25, 30, 35]))
         dose = rng.uniform(0.2, 3.0) * math.sqrt(30 / nfx)
-        lym = torch.zeros(4, 16, dtype=F64)
+        lym = torch.zeros(N_SITES, 16, dtype=F64)
         lym[1] = torch.linspace(0, rng.uniform(0, 2.5), 16)  # lymph nodes
         lym[2] = torch.linspace(0, rng.uniform(0, 1.5), 16)  # bone marrow
         x = KineticsInputs.single(
             nfx, blood_quantiles_from_exposure(rng.uniform(0.05, 0.5), dose, 16),
             float(rng.uniform(1.0, 3.0)), lymphoid_dose_q_gy=lym, chemo=int(rng.integers(0, 3)))
         x.lymphoid_coverage = torch.tensor(
-            [[1.0, rng.uniform(0.05, 0.3), rng.uniform(0.1, 0.4), 1.0]], dtype=F64)
+            [[1.0, rng.uniform(0.05, 0.3), rng.uniform(0.1, 0.4), 1.0, 0.0, 0.0]], dtype=F64)
         items.append(x)
     return concat_inputs(items)
 

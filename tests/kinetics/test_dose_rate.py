@@ -18,6 +18,9 @@ from lymphonet.kinetics.dose_rate import (
     on_step_grid,
     quadratic_increments,
 )
+from lymphonet.organs import LYMPHOID_ORGANS
+
+N_SITES = len(LYMPHOID_ORGANS)  # resident sites (lymphoid organs, bowel, body)
 
 F64 = torch.float64
 MU = math.log(2) / 0.5  # 0.5 h repair half-time
@@ -91,7 +94,7 @@ def test_organ_rates_deplete_the_resident_pool_and_a_missing_step_is_refused():
     base = KineticsInputs.single(1, torch.zeros(8, dtype=F64), 2.0, fraction_days=[0.0])
     t = torch.arange(0, 60 * 24, 1.0, dtype=F64)
     rate = biexponential_rate_gy_h(t + 0.5, 0.05, 2.0, 70.0)  # ~ 6 Gy over days
-    organs = rate[None, :, None].expand(1, -1, 4).clone()
+    organs = rate[None, :, None].expand(1, -1, N_SITES).clone()
     treated = replace(base, dose_rate_organs_gy_h=organs,
                       dose_rate_step_h=torch.tensor([1.0], dtype=F64))
     out0, out1 = model(base, params).alc, model(treated, params).alc

@@ -28,7 +28,10 @@ from lymphonet.kinetics import (
     theta_to_params,
 )
 from lymphonet.kinetics.steps import Rates, fraction_event, propagator
+from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.schema import ctcae_grade, weekday_fraction_days
+
+N_SITES = len(LYMPHOID_ORGANS)  # resident sites (lymphoid organs, bowel, body)
 
 F64 = torch.float64
 # A high-exposure parameter set so blood-driven effects are large enough to compare; the literature
@@ -76,7 +79,7 @@ def test_bounds_respected_for_extreme_theta_and_inverse_map():
 # ------------------------------------------------------------------------------------ dynamics
 def test_zero_dose_gives_flat_baseline():
     inp = blood_single(30, 0.0, 0.0)
-    inp.lymphoid_dose_q_gy = torch.zeros(1, 4, 8, dtype=F64)
+    inp.lymphoid_dose_q_gy = torch.zeros(1, N_SITES, 8, dtype=F64)
     out = run(inp, KineticParams.population(F64), n_days=365)
     assert torch.allclose(out.alc, torch.full_like(out.alc, 2.0), atol=1e-12)
 
@@ -207,12 +210,12 @@ def test_mean_survival_averages_over_distribution():
 def test_resident_organ_dose_depletes():
     base = blood_single(30, 0.0, 0.0)
     nodes = blood_single(30, 0.0, 0.0)
-    lym = torch.zeros(1, 4, 8, dtype=F64)
+    lym = torch.zeros(1, N_SITES, 8, dtype=F64)
     lym[0, 1] = 1.0  # lymph nodes 1 Gy per fraction
     nodes.lymphoid_dose_q_gy = lym
     half = blood_single(30, 0.0, 0.0)
     half.lymphoid_dose_q_gy = lym
-    half.lymphoid_coverage = torch.tensor([[1.0, 0.5, 1.0, 1.0]], dtype=F64)
+    half.lymphoid_coverage = torch.tensor([[1.0, 0.5, 1.0, 1.0, 1.0, 1.0]], dtype=F64)
     n_base, n_nodes, n_half = nadir_of(base), nadir_of(nodes), nadir_of(half)
     assert n_nodes < n_half < n_base
 
@@ -253,12 +256,12 @@ def _mixed_batch():
     b = KineticsInputs.single(5, torch.rand(7, 100, dtype=F64), 1.2, chemo="sequential",
                               beam_on_s=60.0)
     c = blood_single(12, 0.1, 2.0, fraction_days=[0, 1, 2, 3, 4, 14, 15, 16, 17, 18, 19, 20])
-    c.lymphoid_dose_q_gy = torch.rand(1, 4, 100, dtype=F64)
+    c.lymphoid_dose_q_gy = torch.rand(1, N_SITES, 100, dtype=F64)
     for x in (a, c):
         x.beam_on_s = torch.full_like(x.fraction_days, 120.0)
     b.blood_dose_q_gy = b.blood_dose_q_gy[:, :5].sort(-1).values
-    a.lymphoid_dose_q_gy = torch.zeros(1, 4, 100, dtype=F64)
-    b.lymphoid_dose_q_gy = torch.zeros(1, 4, 100, dtype=F64)
+    a.lymphoid_dose_q_gy = torch.zeros(1, N_SITES, 100, dtype=F64)
+    b.lymphoid_dose_q_gy = torch.zeros(1, N_SITES, 100, dtype=F64)
     return [a, b, c]
 
 
@@ -285,7 +288,7 @@ def test_gradcheck_float64():
     items = [KineticsInputs.single(4, torch.tensor([0.0, 0.2, 0.5, 1.5], dtype=F64), 1.5,
                                    chemo=c, beam_on_s=90.0) for c in ("concurrent", "none")]
     inp = concat_inputs(items)
-    lym = torch.rand(2, 4, 3, dtype=F64, requires_grad=True)
+    lym = torch.rand(2, N_SITES, 3, dtype=F64, requires_grad=True)
     theta = (0.3 * torch.randn(2, N_PARAMS, dtype=F64)).requires_grad_(True)
     bq = inp.blood_dose_q_gy.clone().requires_grad_(True)
     model = LymphocyteKinetics(12)

@@ -20,6 +20,8 @@ from lymphonet.kinetics.recirculation import (
 )
 from lymphonet.organs import LYMPHOID_ORGANS
 
+N_SITES = len(LYMPHOID_ORGANS)  # resident sites (lymphoid organs, bowel, body)
+
 F64 = torch.float64
 ZERO = torch.zeros(len(RECIRCULATION_SPECS), dtype=F64)
 NODES, MARROW = LYMPHOID_ORGANS.index("lymph_nodes"), LYMPHOID_ORGANS.index("bone_marrow")
@@ -27,11 +29,11 @@ NODES, MARROW = LYMPHOID_ORGANS.index("lymph_nodes"), LYMPHOID_ORGANS.index("bon
 
 def _inputs(n_fx, blood_gy=0.0, nodes_gy=0.0, marrow_gy=0.0, coverage=(0.2, 0.2), chemo="none",
             days=None):
-    lym = torch.zeros(4, 8, dtype=F64)
+    lym = torch.zeros(N_SITES, 8, dtype=F64)
     lym[NODES], lym[MARROW] = nodes_gy, marrow_gy
     x = KineticsInputs.single(n_fx, torch.full((8,), blood_gy, dtype=F64), 2.0,
                               lymphoid_dose_q_gy=lym, chemo=chemo, fraction_days=days)
-    cov = torch.zeros(1, 4, dtype=F64)
+    cov = torch.zeros(1, N_SITES, dtype=F64)
     cov[0, NODES], cov[0, MARROW] = coverage
     return replace(x, lymphoid_coverage=cov)
 
@@ -106,6 +108,31 @@ def weekday_last(n_fx: int) -> float:
     from lymphonet.schema import weekday_fraction_days
 
     return float(weekday_fraction_days(n_fx)[-1])
+
+
+def test_bowel_and_body_doses_hit_the_gut_and_other_tissue_pools_only():
+    """One fraction of 2 Gy to the bowel (coverage 0.5) and 1 Gy to the rest of the body (0.25):
+    right after it, the gut and other pools carry exactly the kill of their own dose and coverage
+    (a per-compartment check, independent of the propagation), the other tissues none."""
+    model = RecirculationKinetics(n_days=3, steps_per_day=24)
+    lym = torch.zeros(N_SITES, 8, dtype=F64)
+    lym[LYMPHOID_ORGANS.index("bowel")], lym[LYMPHOID_ORGANS.index("body")] = 2.0, 1.0
+    cov = torch.zeros(1, N_SITES, dtype=F64)
+    cov[0, LYMPHOID_ORGANS.index("bowel")], cov[0, LYMPHOID_ORGANS.index("body")] = 0.5, 0.25
+    x = replace(KineticsInputs.single(1, torch.zeros(8, dtype=F64), 2.0, lymphoid_dose_q_gy=lym,
+                                      fraction_days=[0.0]), lymphoid_coverage=cov)
+    p = recirculation_params(ZERO[None])
+    s_blood, s_tis, _ = model.fraction_survival(x, p)
+    a, b = float(p["alpha_per_gy"]), float(p["beta_per_gy2"])
+    names = [t.name for t in TISSUES]
+    assert float(s_blood[0, 0]) == 1.0
+    for name, d, c in (("gut", 2.0, 0.5), ("other", 1.0, 0.25)):
+        expect = 1 - c * (1 - math.exp(-a * d - b * d * d))
+        assert float(s_tis[0, 0, names.index(name)]) == pytest.approx(expect, rel=1e-12)
+    untouched = [j for j, n in enumerate(names) if n not in ("gut", "other")]
+    assert torch.all(s_tis[0, 0, untouched] == 1.0)
+    # and the count falls: blood refills the dosed tissue from the circulating pool
+    assert float(model(x, ZERO).alc[0, -1]) < 2.0 - 1e-3
 
 
 def test_marrow_dose_lowers_production_which_recovers_with_its_time_constant():
