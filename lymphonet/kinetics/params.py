@@ -62,7 +62,7 @@ _CAL = ("calibrated to published cohorts (lymphonet/resources/population_params.
 #: on the shipped literature table; see each source for the literature value it replaced.
 PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
-        "alpha_per_gy", "1/Gy", 1.006, 0.05, 1.5,
+        "alpha_per_gy", "1/Gy", 0.8011, 0.05, 1.5,
         "linear radiosensitivity of lymphocytes: S = exp(-alpha d - G beta d^2)",
         _CAL + "; an effective value about twice the literature prior of 0.4/Gy (Jin et al., "
         "Radiother Oncol 2020: in vivo median of 51 patients 0.4/Gy; in vitro 0.41; up to "
@@ -75,7 +75,7 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
         "lymphonet assumption: small (alpha/beta ~ 40 Gy), no firm in-vivo estimate for lymphocytes",
     ),
     ParamSpec(
-        "blood_share", "1", 0.7652, 0.005, 0.8,
+        "blood_share", "1", 0.6981, 0.005, 0.8,
         "fraction of the body's lymphocyte pool in the circulating (blood) compartment at "
         "equilibrium; only these cells receive the blood-dose distribution of a fraction",
         _CAL + "; an effective exposed share, far above the ~2% of lymphocytes in blood "
@@ -89,33 +89,33 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
         "-> ~0.02 day (about 30 min)",
     ),
     ParamSpec(
-        "fast_fraction", "1", 0.4173, 0.05, 0.95,
+        "fast_fraction", "1", 0.4154, 0.05, 0.95,
         "share of the lymphocyte pool belonging to the fast-recovering population",
         _CAL + " (prior before calibration 0.5, a lymphonet assumption; two populations as "
         "described qualitatively by Sandul, Durante, Friedrich, arXiv 2605.00144, 2026; their "
         "equations are not public)",
     ),
     ParamSpec(
-        "fast_recovery_days", "day", 2.379, 2.0, 60.0,
+        "fast_recovery_days", "day", 3.314, 2.0, 60.0,
         "homeostatic turnover time (1/rate) of the fast-recovering population",
         _CAL + " (prior before calibration 14 days, a lymphonet assumption); the fast part "
         "re-equilibrates within days",
     ),
     ParamSpec(
-        "slow_recovery_days", "day", 455.8, 30.0, 1000.0,
+        "slow_recovery_days", "day", 352.2, 30.0, 1000.0,
         "homeostatic turnover time (1/rate) of the slow-recovering population",
         _CAL + " (prior before calibration 180 days, a lymphonet assumption: CD4 T-cell "
         "regeneration over months in adults, cf. Mackall et al., N Engl J Med 1995)",
     ),
     ParamSpec(
-        "baseline_loss", "1", 0.3278, 0.0, 1.0,
+        "baseline_loss", "1", 0.3914, 0.0, 1.0,
         "fraction of killed cells whose production capacity is lost: set point = "
         "N0 (1 - h + h L), L = cumulative pool survival (h=0 full recovery, h=1 none)",
         _CAL + " (prior before calibration 0.3, a lymphonet assumption: ALC often stays below "
         "baseline a year after RT)",
     ),
     ParamSpec(
-        "chemo_rate_per_day", "1/day", 0.04009, 0.0, 0.1,
+        "chemo_rate_per_day", "1/day", 0.03265, 0.0, 0.1,
         "extra lymphocyte death rate while chemotherapy is active",
         _CAL + " (prior before calibration 0.01/day, a lymphonet assumption); one rate for all "
         "regimens",

@@ -31,8 +31,8 @@ Compartments (``x``, in 10^9/L blood-equivalent cells: count / blood volume, so 
   1995); ``c_M`` is the share of marrow the quantiles represent (``lymphoid_coverage``).
 * Fractions kill instantaneously: blood by the blood-dose quantiles, each tissue by its site's dose
   quantiles with its coverage (``S_c = 1 - c (1 - mean_q exp(-alpha D_q - G beta D_q^2))``): nodes,
-  spleen, marrow and thymus by their organs, gut by the bowel, other tissue by the body outside the
-  other sites (:data:`~lymphonet.organs.LYMPHOID_ORGANS`).
+  spleen, marrow and thymus by their organs, the respiratory mucosa by the lungs, gut by the bowel,
+  other tissue by the body outside the other sites (:data:`~lymphonet.organs.LYMPHOID_ORGANS`).
 * Chemotherapy adds a death rate ``delta`` to every cell compartment in its window.
 
 Between events the system is linear with constant coefficients, so each step uses the exact
@@ -72,8 +72,10 @@ TISSUES: tuple[Tissue, ...] = (
     Tissue("bone_marrow", 0.10, 24.0, "bone_marrow", _WP),
     Tissue("gut", 0.15, 24.0, "bowel", _WP + " (gut-associated lymphoid tissue)"),
     Tissue("thymus", 0.02, 24.0, "thymus", "lymphonet assumption (adult involution)"),
-    Tissue("other", 0.16, 24.0, "body", _WP + " (lung, liver, skin...), spread evenly by volume "
-           "over the body outside the other sites (lymphonet assumption)"),
+    Tissue("lung", 0.065, 24.0, "lungs", "Trepel, Klin Wochenschr 52:511, 1974: ~30e9 lymphocytes "
+           "in the respiratory-tract mucosa of ~4.6e11 (via BioNumbers 111350)"),
+    Tissue("other", 0.095, 24.0, "body", _WP + " (liver, skin...; 0.16 less the lung's share), "
+           "spread evenly by volume over the body outside the other sites (lymphonet assumption)"),
 )
 
 RECIRCULATION_SPECS: tuple[ParamSpec, ...] = (

@@ -128,3 +128,4 @@ def test_body_site_is_the_body_outside_the_other_sites(thorax):
     others = np.logical_or.reduce([m for n, m in masks.items() if n != "body"])
     assert not (masks["body"] & others).any()
     assert (masks["body"] | others).sum() == (ph["body"] | others).sum()
+    assert masks["lungs"].sum() == (ph["lung_left"] | ph["lung_right"]).sum()

@@ -50,7 +50,7 @@ def make_cohort(n: int, seed: int) -> KineticsInputs:
             nfx, blood_quantiles_from_exposure(rng.uniform(0.05, 0.5), dose, 16),
             float(rng.uniform(1.0, 3.0)), lymphoid_dose_q_gy=lym, chemo=int(rng.integers(0, 3)))
         x.lymphoid_coverage = torch.tensor(
-            [[1.0, rng.uniform(0.05, 0.3), rng.uniform(0.1, 0.4), 1.0, 0.0, 0.0]], dtype=F64)
+            [[1.0, rng.uniform(0.05, 0.3), rng.uniform(0.1, 0.4), 1.0] + [0.0] * (N_SITES - 4)], dtype=F64)
         items.append(x)
     return concat_inputs(items)
 

@@ -215,7 +215,7 @@ def test_resident_organ_dose_depletes():
     nodes.lymphoid_dose_q_gy = lym
     half = blood_single(30, 0.0, 0.0)
     half.lymphoid_dose_q_gy = lym
-    half.lymphoid_coverage = torch.tensor([[1.0, 0.5, 1.0, 1.0, 1.0, 1.0]], dtype=F64)
+    half.lymphoid_coverage = torch.tensor([[1.0, 0.5, 1.0, 1.0] + [1.0] * (N_SITES - 4)], dtype=F64)
     n_base, n_nodes, n_half = nadir_of(base), nadir_of(nodes), nadir_of(half)
     assert n_nodes < n_half < n_base
 

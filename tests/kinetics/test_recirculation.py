@@ -110,15 +110,16 @@ def weekday_last(n_fx: int) -> float:
     return float(weekday_fraction_days(n_fx)[-1])
 
 
-def test_bowel_and_body_doses_hit_the_gut_and_other_tissue_pools_only():
-    """One fraction of 2 Gy to the bowel (coverage 0.5) and 1 Gy to the rest of the body (0.25):
-    right after it, the gut and other pools carry exactly the kill of their own dose and coverage
-    (a per-compartment check, independent of the propagation), the other tissues none."""
+def test_lung_bowel_and_body_doses_hit_their_own_pools_only():
+    """One fraction of 1.5 Gy to the lungs, 2 Gy to the bowel (coverage 0.5) and 1 Gy to the rest
+    of the body (0.25): the lung, gut and other pools carry exactly the kill of their own dose and
+    coverage (a per-compartment check, independent of the propagation), the other tissues none."""
     model = RecirculationKinetics(n_days=3, steps_per_day=24)
     lym = torch.zeros(N_SITES, 8, dtype=F64)
-    lym[LYMPHOID_ORGANS.index("bowel")], lym[LYMPHOID_ORGANS.index("body")] = 2.0, 1.0
+    site = LYMPHOID_ORGANS.index
+    lym[site("lungs")], lym[site("bowel")], lym[site("body")] = 1.5, 2.0, 1.0
     cov = torch.zeros(1, N_SITES, dtype=F64)
-    cov[0, LYMPHOID_ORGANS.index("bowel")], cov[0, LYMPHOID_ORGANS.index("body")] = 0.5, 0.25
+    cov[0, site("lungs")], cov[0, site("bowel")], cov[0, site("body")] = 1.0, 0.5, 0.25
     x = replace(KineticsInputs.single(1, torch.zeros(8, dtype=F64), 2.0, lymphoid_dose_q_gy=lym,
                                       fraction_days=[0.0]), lymphoid_coverage=cov)
     p = recirculation_params(ZERO[None])
@@ -126,10 +127,10 @@ def test_bowel_and_body_doses_hit_the_gut_and_other_tissue_pools_only():
     a, b = float(p["alpha_per_gy"]), float(p["beta_per_gy2"])
     names = [t.name for t in TISSUES]
     assert float(s_blood[0, 0]) == 1.0
-    for name, d, c in (("gut", 2.0, 0.5), ("other", 1.0, 0.25)):
+    for name, d, c in (("lung", 1.5, 1.0), ("gut", 2.0, 0.5), ("other", 1.0, 0.25)):
         expect = 1 - c * (1 - math.exp(-a * d - b * d * d))
         assert float(s_tis[0, 0, names.index(name)]) == pytest.approx(expect, rel=1e-12)
-    untouched = [j for j, n in enumerate(names) if n not in ("gut", "other")]
+    untouched = [j for j, n in enumerate(names) if n not in ("lung", "gut", "other")]
     assert torch.all(s_tis[0, 0, untouched] == 1.0)
     # and the count falls: blood refills the dosed tissue from the circulating pool
     assert float(model(x, ZERO).alc[0, -1]) < 2.0 - 1e-3
