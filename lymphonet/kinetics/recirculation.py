@@ -33,7 +33,8 @@ Compartments (``x``, in 10^9/L blood-equivalent cells: count / blood volume, so 
   quantiles with its coverage (``S_c = 1 - c (1 - mean_q exp(-alpha D_q - G beta D_q^2))``): nodes,
   spleen, marrow and thymus by their organs, the respiratory mucosa by the lungs, gut by the bowel,
   other tissue by the body outside the other sites (:data:`~lymphonet.organs.LYMPHOID_ORGANS`).
-* Chemotherapy adds a death rate ``delta`` to every cell compartment in its window.
+* Chemotherapy adds a death rate ``delta`` to every cell compartment in its window, one rate per
+  regimen class (``CHEMO_REGIMENS``: unspecified/mixed, temozolomide, platinum, antimetabolite).
 
 Between events the system is linear with constant coefficients, so each step uses the exact
 propagator ``exp(A dt)`` of the system augmented with a constant state (``torch.linalg.matrix_exp``,
@@ -98,8 +99,20 @@ RECIRCULATION_SPECS: tuple[ParamSpec, ...] = (
               "radiosensitivity of marrow production capacity (stem/progenitor cells)",
               "haematopoietic progenitor D0 about 1-1.5 Gy (Mauch et al. 1995)"),
     ParamSpec("chemo_rate_per_day", "1/day", 0.02, 0.0, 0.1,
-              "extra death rate during chemotherapy", "lymphonet assumption, to be calibrated"),
+              "extra death rate during chemotherapy of an unspecified or mixed regimen",
+              "fitted (lymphonet prior)"),
+    ParamSpec("chemo_temozolomide_per_day", "1/day", 0.02, 0.0, 0.1,
+              "extra death rate during temozolomide",
+              "fitted; anchored by RT vs RT + temozolomide arms (Song et al. 2021, CCTG CE.6)"),
+    ParamSpec("chemo_platinum_per_day", "1/day", 0.02, 0.0, 0.1,
+              "extra death rate during platinum-based chemotherapy", "fitted (lymphonet prior)"),
+    ParamSpec("chemo_antimetabolite_per_day", "1/day", 0.02, 0.0, 0.1,
+              "extra death rate during fluoropyrimidines or gemcitabine",
+              "fitted (lymphonet prior)"),
 )
+#: Chemotherapy rate parameter of each regimen class (order of ``CHEMO_REGIMENS``).
+_REGIMEN_RATE = ("chemo_rate_per_day", "chemo_temozolomide_per_day", "chemo_platinum_per_day",
+                 "chemo_antimetabolite_per_day")
 RECIRCULATION_NAMES: tuple[str, ...] = tuple(s.name for s in RECIRCULATION_SPECS)
 
 
@@ -154,8 +167,8 @@ class RecirculationKinetics(nn.Module):
         f_b = p["blood_share"]
         return (1 - f_b)[:, None] * (share / share.sum()) * (alc0 / f_b)[:, None]
 
-    def generator(self, p: dict[str, torch.Tensor],
-                  alc0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def generator(self, p: dict[str, torch.Tensor], alc0: torch.Tensor,
+                  regimen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generators ``A`` without and with chemotherapy, ``[B, n, n]`` (1/day).
 
         State order: blood, tissues..., P, 1 (the constant that carries the sources).
@@ -184,8 +197,17 @@ class RecirculationKinetics(nn.Module):
         A[:, nt + 1, nt + 1] = -1.0 / tau
         A[:, nt + 1, nt + 2] = 1.0 / tau
         chemo = A.clone()
-        chemo[:, cells, cells] -= p["chemo_rate_per_day"][:, None]
+        chemo[:, cells, cells] -= self.chemo_rate(p, regimen)[:, None]
         return A, chemo
+
+    @staticmethod
+    def chemo_rate(p: dict[str, torch.Tensor], regimen: torch.Tensor | None) -> torch.Tensor:
+        """Per-patient chemotherapy death rate ``[B]`` (1/day): the rate of the patient's regimen
+        class (``regimen`` ``[B]`` codes of ``CHEMO_REGIMENS``; None = unspecified)."""
+        rates = torch.stack([p[name] for name in _REGIMEN_RATE], 1)    # [B, classes]
+        if regimen is None:
+            return rates[:, 0]
+        return rates.gather(1, regimen.long().reshape(-1, 1).expand(rates.shape[0], 1))[:, 0]
 
     # ------------------------------------------------------------------ per-fraction survival
     def fraction_survival(self, inputs: KineticsInputs, p: dict[str, torch.Tensor]):
@@ -231,7 +253,7 @@ class RecirculationKinetics(nn.Module):
         c_m = (torch.zeros(bsz, dtype=dtype) if inputs.lymphoid_dose_q_gy is None else
                torch.ones(bsz, dtype=dtype) if inputs.lymphoid_coverage is None else
                inputs.lymphoid_coverage[:, i_marrow].to(dtype))
-        A, A_chemo = self.generator(p, alc0)
+        A, A_chemo = self.generator(p, alc0, inputs.chemo_regimen)
         dt = 1.0 / self.steps_per_day
         E, E_chemo = torch.linalg.matrix_exp(A * dt), torch.linalg.matrix_exp(A_chemo * dt)
         survival = self.fraction_survival(inputs, p)

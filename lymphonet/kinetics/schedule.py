@@ -22,6 +22,29 @@ from lymphonet.schema import weekday_fraction_days
 CHEMO_NONE, CHEMO_CONCURRENT, CHEMO_SEQUENTIAL = 0, 1, 2
 CHEMO_CODES = {"none": CHEMO_NONE, "concurrent": CHEMO_CONCURRENT, "sequential": CHEMO_SEQUENTIAL}
 
+#: Chemotherapy regimen classes of ``KineticsInputs.chemo_regimen`` (their lymphotoxicity differs:
+#: temozolomide depletes CD4 cells for months, platinum doublets and antimetabolites less so).
+CHEMO_REGIMENS: tuple[str, ...] = ("unspecified", "temozolomide", "platinum", "antimetabolite")
+#: Words that put a free-text regimen in a class, in order of precedence (a regimen with
+#: temozolomide is temozolomide; a platinum doublet with a fluoropyrimidine is platinum).
+_REGIMEN_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("temozolomide", ("temozolomide", "tmz")),
+    ("platinum", ("platin", "platinum")),
+    ("antimetabolite", ("fluoro", "5-fu", "5fu", "capecitabine", "gemcitabine", "s-1",
+                        "tegafur", "pemetrexed")),
+)
+
+
+def regimen_code(text: str | None) -> int:
+    """Class code (index in :data:`CHEMO_REGIMENS`) of a free-text regimen; 0 when unknown,
+    mixed or none."""
+    t = (text or "").strip().lower()
+    for name, words in _REGIMEN_WORDS:
+        if any(w in t for w in words):
+            return CHEMO_REGIMENS.index(name)
+    return 0
+
+
 #: Default sequential (adjuvant) chemotherapy window: starts this many days after the last
 #: fraction and lasts this long (lymphonet assumption: ~4 weeks rest, 4 cycles of 3 weeks).
 #: Induction chemotherapy before RT is already reflected in the pre-RT baseline ALC.
@@ -100,6 +123,9 @@ class KineticsInputs:
             overriding the default (concurrent: first fraction day to last fraction day + 1;
             sequential: adjuvant, SEQUENTIAL_GAP_DAYS after the last fraction for
             SEQUENTIAL_DURATION_DAYS).
+        chemo_regimen: ``[B]`` long, regimen class (index in :data:`CHEMO_REGIMENS`, 0 =
+            unspecified; see :func:`regimen_code`); None = unspecified. Only the recirculation core
+            uses it.
         dose_rate_blood_gy_h: ``[B, T]`` protracted dose rate to blood (Gy/h) on steps of
             ``dose_rate_step_h`` from day 0 (radiopharmaceuticals, brachytherapy), or None; see
             :mod:`lymphonet.kinetics.dose_rate`. Adds to the fractions.
@@ -119,6 +145,7 @@ class KineticsInputs:
     chemo: torch.Tensor | None = None
     chemo_start_day: torch.Tensor | None = None
     chemo_end_day: torch.Tensor | None = None
+    chemo_regimen: torch.Tensor | None = None
     dose_rate_blood_gy_h: torch.Tensor | None = None
     dose_rate_organs_gy_h: torch.Tensor | None = None
     dose_rate_step_h: torch.Tensor | None = None
@@ -167,6 +194,7 @@ class KineticsInputs:
         check("lymphoid_coverage", self.lymphoid_coverage, (2,))
         check("beam_on_s", self.beam_on_s, (2,))
         check("chemo", self.chemo, (1,))
+        check("chemo_regimen", self.chemo_regimen, (1,))
         check("dose_rate_blood_gy_h", self.dose_rate_blood_gy_h, (2,))
         check("dose_rate_organs_gy_h", self.dose_rate_organs_gy_h, (3,))
         check("dose_rate_step_h", self.dose_rate_step_h, (1,))
@@ -194,6 +222,10 @@ class KineticsInputs:
                              f"{LYMPHOID_ORGANS}", field="lymphoid_dose_q_gy")
         if self.chemo is not None and ((self.chemo < 0) | (self.chemo > 2)).any():
             raise InputError("chemo codes must be 0 none, 1 concurrent, 2 sequential", field="chemo")
+        reg = self.chemo_regimen
+        if reg is not None and ((reg < 0) | (reg >= len(CHEMO_REGIMENS))).any():
+            raise InputError(f"chemo_regimen codes must index {CHEMO_REGIMENS}",
+                             field="chemo_regimen")
 
     @classmethod
     def single(cls, n_fractions: int, blood_dose_q_gy, baseline_alc: float = 2.0,

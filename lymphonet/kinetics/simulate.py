@@ -23,7 +23,7 @@ from lymphonet.dosimetry.plan_features import PlanFeatures
 from lymphonet.errors import InputError
 from lymphonet.kinetics.model import LymphocyteKinetics, nadir
 from lymphonet.kinetics.params import PARAM_NAMES, expand_theta
-from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs
+from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, regimen_code
 from lymphonet.schema import CTCAE_CUTOFFS_ALC, ctcae_grade, weekday_fraction_days
 
 
@@ -54,6 +54,7 @@ def inputs_from_features(
     *,
     fraction_days: list[np.ndarray | None] | None = None,
     chemo: list[str] | None = None,
+    chemo_regimen: list[str | None] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> KineticsInputs:
     """Batch plans into :class:`~lymphonet.kinetics.schedule.KineticsInputs`.
@@ -63,6 +64,8 @@ def inputs_from_features(
         baseline_alc: ``[B]`` pre-treatment ALC (10^9/L).
         fraction_days: Per plan, the fraction days (None: weekdays from day 0).
         chemo: Per plan ``"none"``/``"concurrent"``/``"sequential"`` (None: no chemo).
+        chemo_regimen: Per plan free-text regimen (classed by
+            :func:`~lymphonet.kinetics.schedule.regimen_code`); None: unspecified.
         dtype: Floating dtype of the tensors.
     """
     b = len(features)
@@ -90,6 +93,8 @@ def inputs_from_features(
         lymphoid_coverage=t(np.stack([f.lymphoid_coverage for f in features])),
         beam_on_s=t(beam_on),
         chemo=torch.as_tensor(codes, dtype=torch.long),
+        chemo_regimen=None if chemo_regimen is None else torch.as_tensor(
+            [regimen_code(r) for r in chemo_regimen], dtype=torch.long),
     )
 
 

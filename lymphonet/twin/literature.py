@@ -253,8 +253,11 @@ def _row_patients(row: pd.Series, feats: list, n_per_row: int, seed: int,
     med = BASELINE_ALC_MEDIAN if pd.isna(med) else float(med)
     base = np.clip(med * np.exp(BASELINE_ALC_LOG_SD * rng.standard_normal(n_per_row)), 0.3, 5.0)
     which = np.arange(n_per_row) % len(feats)
+    regimen = row.get("chemo_regimen")
+    regimen = None if regimen is None or pd.isna(regimen) else str(regimen)
     inputs = inputs_from_features([feats[i] for i in which], base,
-                             chemo=[str(row["chemo"])] * n_per_row, dtype=sd_vec.dtype)
+                                  chemo=[str(row["chemo"])] * n_per_row,
+                                  chemo_regimen=[regimen] * n_per_row, dtype=sd_vec.dtype)
     offsets = torch.as_tensor(rng.standard_normal((n_per_row, N_PARAMS)), dtype=sd_vec.dtype)
     return inputs, offsets * sd_vec
 

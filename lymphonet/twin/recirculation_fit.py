@@ -28,11 +28,13 @@ from lymphonet.twin.literature_fit import residual_weights, transform_prediction
 #: estimate; the blood share stays physiological by its bounds whatever theta does).
 FIT_PRIOR_SD = {"alpha_per_gy": 0.5, "blood_share": 1.0, "turnover_per_day": 1.5,
                 "marrow_recovery_days": 1.5, "stem_alpha_per_gy": 1.0,
-                "chemo_rate_per_day": 1.5}
+                "chemo_rate_per_day": 1.5, "chemo_temozolomide_per_day": 1.5,
+                "chemo_platinum_per_day": 1.5, "chemo_antimetabolite_per_day": 1.5}
 #: Between-patient sd of theta (logit scale) of the virtual patients (lymphonet assumption: what
 #: the phantoms do not vary: marrow reserve, stage, regimen).
 PATIENT_SD = {"alpha_per_gy": 0.5, "blood_share": 0.5, "turnover_per_day": 0.5,
-              "chemo_rate_per_day": 1.0}
+              "chemo_rate_per_day": 1.0, "chemo_temozolomide_per_day": 1.0,
+              "chemo_platinum_per_day": 1.0, "chemo_antimetabolite_per_day": 1.0}
 
 
 def study_of(row_id: str) -> str:

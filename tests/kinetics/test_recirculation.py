@@ -154,3 +154,42 @@ def test_gradients_flow_to_every_parameter():
     theta = (0.1 * torch.randn(1, len(RECIRCULATION_SPECS), dtype=F64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda th: model(inputs, th).alc[:, -5:], (theta,),
                                     eps=1e-6, atol=1e-6)
+
+
+def test_regimen_words_class_the_table_regimens():
+    from lymphonet.kinetics.schedule import CHEMO_REGIMENS, regimen_code
+
+    cls = {r: CHEMO_REGIMENS[regimen_code(r)] for r in (
+        "temozolomide", "cisplatin", "carboplatin_paclitaxel", "FOLFOX (5-FU + oxaliplatin)",
+        "capecitabine", "fluoropyrimidine_or_gemcitabine", "gemcitabine", "mixed", None, "")}
+    assert cls == {"temozolomide": "temozolomide", "cisplatin": "platinum",
+                   "carboplatin_paclitaxel": "platinum", "FOLFOX (5-FU + oxaliplatin)": "platinum",
+                   "capecitabine": "antimetabolite",
+                   "fluoropyrimidine_or_gemcitabine": "antimetabolite",
+                   "gemcitabine": "antimetabolite", "mixed": "unspecified", None: "unspecified",
+                   "": "unspecified"}
+
+
+def test_each_regimen_class_uses_its_own_chemotherapy_rate():
+    """Four concurrent-chemo patients, one per regimen class, no dose: raising only the
+    temozolomide rate lowers only the temozolomide patient's count. With every compartment under
+    the same death rate d + delta and production d N_i, the pool keeps its shares, so ALC / ALC0
+    follows the closed form of one pool: (d + delta exp(-(d + delta) T)) / (d + delta) at the end
+    of a window of T days, relaxing as 1 - (1 - f) exp(-d t) after it."""
+    from lymphonet.kinetics.schedule import CHEMO_REGIMENS, concat_inputs
+
+    x = concat_inputs([_inputs(10, chemo="concurrent") for _ in CHEMO_REGIMENS])
+    x = replace(x, chemo_regimen=torch.arange(len(CHEMO_REGIMENS)))
+    model = RecirculationKinetics(n_days=15)
+    theta = ZERO.clone()
+    theta[RECIRCULATION_NAMES.index("chemo_temozolomide_per_day")] = 1.0
+    base, more = model(x, ZERO).alc[:, 14], model(x, theta).alc[:, 14]
+    tmz = CHEMO_REGIMENS.index("temozolomide")
+    others = [i for i in range(len(CHEMO_REGIMENS)) if i != tmz]
+    torch.testing.assert_close(more[others], base[others])
+    p = recirculation_params(theta[None])
+    d, delta = float(p["turnover_per_day"]), float(p["chemo_temozolomide_per_day"])
+    window = weekday_last(10) + 1.0                    # [first fraction, last fraction + 1 day)
+    f = (d + delta * math.exp(-(d + delta) * window)) / (d + delta)
+    expect = 2.0 * (1 - (1 - f) * math.exp(-d * (14 - window)))
+    assert float(more[tmz]) == pytest.approx(expect, rel=1e-6)
