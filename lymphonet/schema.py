@@ -31,6 +31,10 @@ MODALITIES: dict[str, tuple[str, ...]] = {
 }
 CHEMO_VALUES: tuple[str, ...] = ("none", "concurrent", "sequential")
 SEX_VALUES: dict[str, str] = {"f": "F", "female": "F", "m": "M", "male": "M"}
+#: Values of the optional ``steroids`` column (systemic corticosteroids, e.g. dexamethasone, during
+#: or within a month before RT: they lower the lymphocyte count on their own). Empty = unknown.
+STEROID_VALUES: dict[str, str] = {"yes": "yes", "y": "yes", "true": "yes", "1": "yes",
+                                  "no": "no", "n": "no", "false": "no", "0": "no"}
 
 #: ALC unit spelling -> factor to 10^9 cells/L (1 x 10^9/L = 1000 cells/uL).
 ALC_UNITS: dict[str, float] = {
@@ -47,7 +51,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("patient_id", "modality", "n_fractions",
 #: Optional manifest columns lymphonet understands (others are passed through in ``extras``).
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "plan_id", "site", "fraction_days", "beam_on_time_s", "chemo", "chemo_regimen", "age", "sex",
-    "bmi", "structures_path", "structure_map", "alc_unit", "baseline_alc_unit",
+    "bmi", "structures_path", "structure_map", "alc_unit", "baseline_alc_unit", "steroids",
 )
 #: Numeric ranges: column -> (low, high, low inclusive, high inclusive, unit). Plausibility, not
 #: just possibility: a pre-treatment ALC below 0.05 x 10^9/L (deep grade 4 before any treatment)
@@ -99,7 +103,9 @@ class PlanRecord:
         site: Treatment site (free text) or None.
         beam_on_time_s: Beam-on time per fraction in s, NaN when not given.
         chemo: "none", "concurrent", "sequential" or None (unknown).
-        chemo_regimen: Free text or None.
+        chemo_regimen: Free text or None (classed for the kinetics by
+            :func:`lymphonet.kinetics.schedule.regimen_code`).
+        steroids: "yes", "no" or None (unknown): systemic corticosteroids during RT.
         age: Years, NaN when not given.
         sex: "F", "M" or None.
         bmi: kg/m^2, NaN when not given.
@@ -120,6 +126,7 @@ class PlanRecord:
     beam_on_time_s: float = math.nan
     chemo: str | None = None
     chemo_regimen: str | None = None
+    steroids: str | None = None
     age: float = math.nan
     sex: str | None = None
     bmi: float = math.nan
@@ -365,6 +372,7 @@ def plan_from_row(
         "site": chk.text("site"), "beam_on_time_s": chk.number("beam_on_time_s"),
         "chemo": chk.choice("chemo", {c: c for c in CHEMO_VALUES}),
         "chemo_regimen": chk.text("chemo_regimen"), "age": chk.number("age"),
+        "steroids": chk.choice("steroids", STEROID_VALUES),
         "sex": chk.choice("sex", SEX_VALUES), "bmi": chk.number("bmi"),
         "dose_path": chk.path("dose_path", root, required=True),
         "structures_path": chk.path("structures_path", root),

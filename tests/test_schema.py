@@ -87,3 +87,32 @@ def test_row_unit_conversion_and_hint():
     assert record.baseline_alc == pytest.approx(1.6)
     _, errors = plan_from_row({**GOOD_ROW, "baseline_alc": "1600"}, root=Path("."))
     assert errors[0].field == "baseline_alc" and "cells/uL" in errors[0].message
+
+
+def test_steroids_column_is_optional_checked_and_normalised():
+    yes, errors = plan_from_row({**GOOD_ROW, "steroids": "Y"}, root=Path("."), file="m.csv")
+    assert errors == [] and yes.steroids == "yes"
+    unknown, _ = plan_from_row(GOOD_ROW, root=Path("."), file="m.csv")
+    assert unknown.steroids is None and "steroids" not in unknown.extras
+    bad, errors = plan_from_row({**GOOD_ROW, "steroids": "sometimes"}, root=Path("."),
+                                file="m.csv")
+    assert bad is None and {e.field for e in errors} == {"steroids"}
+
+
+def test_clinical_encoder_carries_steroids_and_regimen_class():
+    import dataclasses
+
+    from lymphonet.data.clinical import ClinicalEncoder
+
+    base, _ = plan_from_row(GOOD_ROW, root=Path("."), file="m.csv")
+    plans = [dataclasses.replace(base, steroids="yes", chemo_regimen="cisplatin weekly"),
+             dataclasses.replace(base, chemo_regimen="TMZ 75 mg/m2"), base]
+    enc = ClinicalEncoder.identity()
+    x, names = enc.transform(plans), enc.feature_names
+    assert x[0, names.index("steroids=yes")] == 1 and x[0, names.index("regimen=platinum")] == 1
+    assert x[1, names.index("steroids=unknown")] == 1
+    assert x[1, names.index("regimen=temozolomide")] == 1
+    assert x[2, names.index("regimen=unspecified")] == 1
+    old = {**enc.to_dict(), "version": 1}
+    with pytest.raises(Exception, match="version 1"):
+        ClinicalEncoder.from_dict(old)

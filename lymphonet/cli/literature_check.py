@@ -9,10 +9,15 @@ Example::
         --n-per-row 40 --n-phantoms 3
 
 ``--core recirculation`` fits the physiological recirculation core to the table and predicts every
-study from a fit that left it out (leave-one-study-out); the held-out error is the headline.
+study from a fit that left it out (leave-one-study-out); the held-out error is the headline. The
+fitted population theta is written beside the report (``loso.theta.json``), the input of
+``lymphonet particle-benefit``.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -81,6 +86,9 @@ def _recirculation(args, table) -> int:
 
     report = rf.leave_one_study_out(rc, progress=progress)
     report.to_csv(args.out, index=False)
+    theta_file = Path(args.out).with_suffix(".theta.json")
+    theta_file.write_text(json.dumps({"theta": report.attrs["theta_all"],
+                                      "params": _fitted_params(report)}, indent=2) + "\n")
     if args.plot:
         rf.plot_loso(report, args.plot)
     print(report[["id", "statistic", "value", "in_sample", "held_out"]].round(3)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lymphonet.errors import InputError
-from lymphonet.kinetics.schedule import CHEMO_CODES
+from lymphonet.kinetics.schedule import CHEMO_CODES, CHEMO_REGIMENS, regimen_code
 from lymphonet.schema import KNOWN_SITES, PlanRecord
 
 #: Continuous clinical features: name -> (function of a record, may be missing).
@@ -27,6 +27,9 @@ _NUMERIC = {
 }
 _SEXES = ("F", "M", "unknown")
 _CHEMO = ("none", "concurrent", "sequential", "unknown")
+_STEROIDS = ("yes", "no", "unknown")
+#: Content version of :meth:`ClinicalEncoder.to_dict` (2: steroids and regimen class one-hots).
+ENCODER_VERSION = 2
 _MODALITIES = ("photon", "proton", "carbon")
 
 
@@ -41,7 +44,8 @@ class ClinicalEncoder:
     Continuous features (:data:`_NUMERIC`) are standardised with the mean and standard deviation
     of the plans given to :meth:`fit` (the training fold); a missing value becomes 0 (the mean)
     and its ``<name>_missing`` indicator 1. Categorical features are one-hot over fixed
-    vocabularies (sex F/M/unknown; chemo none/concurrent/sequential/unknown; modality;
+    vocabularies (sex F/M/unknown; chemo none/concurrent/sequential/unknown; regimen class;
+    steroids yes/no/unknown; modality;
     site = the simulator's site names + ``other``), so the width F never depends on the data.
 
     Attributes:
@@ -79,6 +83,7 @@ class ClinicalEncoder:
         names = list(_NUMERIC)
         names += [f"{n}_missing" for n, (_, optional) in _NUMERIC.items() if optional]
         names += [f"sex={v}" for v in _SEXES] + [f"chemo={v}" for v in _CHEMO]
+        names += [f"regimen={v}" for v in CHEMO_REGIMENS] + [f"steroids={v}" for v in _STEROIDS]
         names += [f"modality={v}" for v in _MODALITIES] + [f"site={v}" for v in self.sites]
         return names
 
@@ -108,14 +113,17 @@ class ClinicalEncoder:
         for i, p in enumerate(plans):
             key = (p.site or "").strip().lower()
             sites[i, site_index.get(key, len(self.sites) - 1)] = 1.0
+        regimen = [CHEMO_REGIMENS[regimen_code(p.chemo_regimen)] for p in plans]
+        steroids = [p.steroids if p.steroids in ("yes", "no") else "unknown" for p in plans]
         return np.concatenate([z, missing[:, optional].astype(float), onehot(sexes, _SEXES),
-                               onehot(chemo, _CHEMO), onehot([p.modality for p in plans],
-                                                             _MODALITIES), sites],
+                               onehot(chemo, _CHEMO), onehot(regimen, CHEMO_REGIMENS),
+                               onehot(steroids, _STEROIDS),
+                               onehot([p.modality for p in plans], _MODALITIES), sites],
                               axis=1).astype(np.float32)
 
     def to_dict(self) -> dict:
         """JSON-safe content (for checkpoints and model bundles)."""
-        return {"version": 1, "numeric": list(_NUMERIC), "mean": dict(self.mean),
+        return {"version": ENCODER_VERSION, "numeric": list(_NUMERIC), "mean": dict(self.mean),
                 "std": dict(self.std), "sites": list(self.sites)}
 
     @classmethod
@@ -126,6 +134,11 @@ class ClinicalEncoder:
             InputError: Missing keys or features this version does not know.
         """
         try:
+            if data.get("version") != ENCODER_VERSION:
+                raise InputError(f"clinical encoder version {data.get('version')} (this version "
+                                 f"reads {ENCODER_VERSION}: steroids and regimen class were "
+                                 "added); retrain or export the model again",
+                                 field="clinical_encoder")
             if list(data["numeric"]) != list(_NUMERIC):
                 raise InputError(f"clinical encoder features {data['numeric']} differ from "
                                  f"this version's {list(_NUMERIC)}", field="clinical_encoder")
