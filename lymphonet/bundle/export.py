@@ -109,7 +109,8 @@ def build_metadata(ckpt: dict[str, Any], data_cfg, encoder, run_dir: Path) -> di
         },
         "validation_metrics": metrics,
         "versions": {"trained_with": ckpt.get("versions", {}), **current_versions()},
-        "kinetics": ckpt.get("kinetics") or kinetics_constants(),
+        "kinetics": ckpt.get("kinetics") or kinetics_constants(
+            (ckpt.get("config", {}).get("model") or {}).get("kinetics_core", "two_population")),
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
     }

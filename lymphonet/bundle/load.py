@@ -73,28 +73,28 @@ def check_versions(recorded: dict[str, str], *, file: str | Path | None = None) 
                          field="versions.torch")
 
 
-def kinetics_constants() -> dict[str, Any]:
-    """The kinetics layer's fixed constants that predictions depend on but weights do not hold:
-    each parameter's (prior, lower, upper) and the lymphoid organs' share of body lymphocytes."""
-    from lymphonet.kinetics import ORGAN_SHARE_OF_BODY, PARAM_SPECS
+def kinetics_constants(core: str = "two_population") -> dict[str, Any]:
+    """The kinetics core's fixed constants that predictions depend on but weights do not hold
+    (:func:`lymphonet.kinetics.cores.constants`: the core, each parameter's (prior, lower, upper)
+    and the resident-pool shares)."""
+    from lymphonet.kinetics.cores import constants
 
-    return {"params": {p.name: [float(p.prior), float(p.lower), float(p.upper)]
-                       for p in PARAM_SPECS},
-            "organ_share": {k: float(v) for k, v in ORGAN_SHARE_OF_BODY.items()}}
+    return constants(core)
 
 
 def check_kinetics(recorded: dict[str, Any] | None, *, file: str | Path | None = None) -> None:
-    """Refuse a bundle whose kinetics priors / bounds differ from this library's.
+    """Refuse a bundle whose kinetics core, priors or bounds differ from this library's.
 
     The network outputs theta *relative to* the priors, so the same weights give other
-    predictions if the priors change (e.g. after a recalibration).
+    predictions if the priors change (e.g. after a recalibration). Bundles without a ``core``
+    were exported with the two-population core.
 
     Raises:
         InputError: Field ``kinetics``, naming the parameters that differ.
     """
     if recorded is None:
         return
-    now = kinetics_constants()
+    now = kinetics_constants(recorded.get("core", "two_population"))
     diff = [f"{group}.{k}" for group in ("params", "organ_share")
             for k in sorted(set(recorded.get(group, {})) | set(now[group]))
             if recorded.get(group, {}).get(k) != now[group].get(k)]

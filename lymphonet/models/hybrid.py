@@ -24,15 +24,14 @@ from torch import nn
 
 from lymphonet.data.batch import Batch, kinetics_inputs
 from lymphonet.errors import InputError
-from lymphonet.kinetics import PARAM_NAMES, LymphocyteKinetics, interpolate_days
-from lymphonet.kinetics.params import expand_theta
+from lymphonet.kinetics import cores, interpolate_days
 from lymphonet.models.encoder import DoseEncoder
 from lymphonet.models.noise import ResidualNoise
 
-#: Parameters the network adjusts by default: radiosensitivity, exposed-blood share, fast
-#: fraction, both recovery times, lost production capacity, chemotherapy effect.
-DEFAULT_ADJUSTED = ("alpha_per_gy", "blood_share", "fast_fraction", "fast_recovery_days",
-                    "slow_recovery_days", "baseline_loss", "chemo_rate_per_day")
+#: Parameters the network adjusts by default (two-population core): radiosensitivity,
+#: exposed-blood share, fast fraction, both recovery times, lost production capacity, chemotherapy
+#: effect. The recirculation core's default set is ``cores.DEFAULT_ADJUSTED["recirculation"]``.
+DEFAULT_ADJUSTED = cores.DEFAULT_ADJUSTED["two_population"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,7 @@ class ModelConfig:
     """Hybrid model switches and sizes (every field documented in configs/default.yaml)."""
 
     use_kinetics: bool = True
+    kinetics_core: str = "two_population"
     use_cnn: bool = True
     use_clinical: bool = True
     use_dose_summary: bool = True
@@ -109,10 +109,11 @@ class HybridModel(nn.Module):
     def __init__(self, n_channels: int, n_clinical: int, n_dose_summary: int = 0,
                  cfg: ModelConfig = ModelConfig()) -> None:
         super().__init__()
-        unknown = [n for n in cfg.adjusted_params if n not in PARAM_NAMES]
+        known = cores.param_names(cfg.kinetics_core)
+        unknown = [n for n in cfg.adjusted_params if n not in known]
         if unknown:
-            raise InputError(f"unknown kinetic parameters {unknown}; known {PARAM_NAMES}",
-                             field="model.adjusted_params")
+            raise InputError(f"unknown {cfg.kinetics_core} kinetic parameters {unknown}; known "
+                             f"{list(known)}", field="model.adjusted_params")
         self.cfg = cfg
         self.encoder = None
         n_feat = 0
@@ -134,8 +135,8 @@ class HybridModel(nn.Module):
         self.population_shift = None
         if cfg.use_kinetics and cfg.learn_population_shift:
             self.population_shift = nn.Parameter(torch.zeros(len(cfg.adjusted_params)))
-        self.kinetics = LymphocyteKinetics(cfg.n_days, cfg.steps_per_day) if cfg.use_kinetics \
-            else None
+        self.kinetics = cores.build(cfg.kinetics_core, cfg.n_days, cfg.steps_per_day) \
+            if cfg.use_kinetics else None
         self.noise = ResidualNoise(cfg.n_days - 1, cfg.noise_knots, cfg.init_sigma)
 
     # ------------------------------------------------------------------ the network part
@@ -177,7 +178,7 @@ class HybridModel(nn.Module):
             sub = sub + adj
         if self.population_shift is not None:
             sub = sub + self.population_shift.float()
-        return expand_theta(sub, self.cfg.adjusted_params)
+        return cores.expand(self.cfg.kinetics_core, sub, self.cfg.adjusted_params)
 
     def trajectory(self, net_out: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alc [B, T] in 10^9/L, days [T])`` float32 from the network output and the batch's

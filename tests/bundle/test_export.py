@@ -185,3 +185,16 @@ def test_resolve_run_by_folder_and_by_mlflow_id(checkpoint):
     assert resolve_run_checkpoint("abc123", runs_dir=run_dir.parent) == checkpoint
     with pytest.raises(InputError, match="no run folder"):
         resolve_run_checkpoint("nope", runs_dir=run_dir.parent)
+
+
+def test_kinetics_constants_name_their_core_and_a_changed_prior_is_refused():
+    from lymphonet.bundle.load import check_kinetics, kinetics_constants
+
+    rec = kinetics_constants("recirculation")
+    assert rec["core"] == "recirculation" and "turnover_per_day" in rec["params"]
+    check_kinetics(rec)  # same library: accepted
+    legacy = {k: v for k, v in kinetics_constants().items() if k != "core"}
+    check_kinetics(legacy)  # bundles without a core were two-population
+    changed = {**rec, "params": {**rec["params"], "alpha_per_gy": [0.9, 0.2, 1.0]}}
+    with pytest.raises(InputError, match="alpha_per_gy"):
+        check_kinetics(changed)

@@ -125,3 +125,25 @@ def test_noise_model_closed_forms():
     lo, hi = noise.interval(torch.ones(1, 101), torch.arange(101.0), level=0.9)
     assert hi[0, 0].item() == pytest.approx(math.exp(1.6448536 * (0.1 + 1e-3)), rel=1e-5)
     assert (lo < 1).all() and (hi > 1).all()
+
+
+def test_the_recirculation_core_wears_the_same_face(batch):
+    """kinetics_core = recirculation: theta has the core's columns, the untrained hybrid is the
+    core at its priors, gradients reach the population shift, and the other core's names are
+    refused."""
+    from lymphonet.kinetics.cores import DEFAULT_ADJUSTED
+    from lymphonet.kinetics.recirculation import RECIRCULATION_NAMES, RecirculationKinetics
+
+    cfg = small(kinetics_core="recirculation", adjusted_params=DEFAULT_ADJUSTED["recirculation"])
+    model = make(cfg)
+    out = model(batch)
+    assert out.theta.shape == (8, len(RECIRCULATION_NAMES))
+    ref = RecirculationKinetics(N_DAYS)(kinetics_inputs(batch),
+                                        torch.zeros(8, len(RECIRCULATION_NAMES)))
+    torch.testing.assert_close(out.alc, ref.alc, rtol=0, atol=0)
+    out.alc.log().mean().backward()
+    assert model.population_shift.grad is not None and model.population_shift.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="fast_fraction"):
+        make(small(kinetics_core="recirculation"))  # two-population names
+    with pytest.raises(InputError, match="kinetics core"):
+        make(small(kinetics_core="one_population"))

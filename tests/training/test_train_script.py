@@ -180,3 +180,13 @@ def test_sampler_sees_zero_based_epochs_and_fit_passes_the_scaler(monkeypatch):
     script.fit(model, loader, loader, cfg, torch.device("cpu"))
     assert epochs_seen == [0, 1, 2]  # the seed-and-epoch shuffle of lymphonet train (v0.1: 1..E)
     assert scalers == [sentinel] * 3
+
+
+def test_training_runs_on_the_recirculation_core(tmp_path):
+    cfg = load_training_config(REPO / "configs/smoke.yaml", [
+        "train.epochs=1", "tracking.enabled=false", "model.kinetics_core=recirculation",
+        "model.adjusted_params=[alpha_per_gy,blood_share,turnover_per_day]"])
+    summary = load_train_script().train(cfg, out_dir=str(tmp_path))
+    assert summary["epochs_run"] == 1
+    ckpt = torch.load(tmp_path / "smoke" / "best.pt", weights_only=True)
+    assert ckpt["config"]["model"]["kinetics_core"] == "recirculation"
