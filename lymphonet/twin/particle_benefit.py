@@ -80,9 +80,8 @@ def particle_benefit(theta_pop: torch.Tensor, sites: list[str] | None = None, *,
         median and quartiles of the per-patient reduction and the reduction of the mean.
     """
     from lymphonet.twin.literature import build_virtual_cohort
-    from lymphonet.twin.recirculation_fit import RecirculationCohort
-
     from lymphonet.twin.literature_table import validate_table
+    from lymphonet.twin.recirculation_fit import RecirculationCohort
 
     table = validate_table(paired_table(sites, particle))
     cohort = build_virtual_cohort(table, n_per_site, n_phantoms=n_phantoms, seed=seed,
