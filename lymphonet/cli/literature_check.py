@@ -73,6 +73,9 @@ def run(args) -> int:
 
 
 def _recirculation(args, table) -> int:
+    import torch
+
+    from lymphonet.kinetics.recirculation import RECIRCULATION_NAMES
     from lymphonet.twin import literature as lit
     from lymphonet.twin import recirculation_fit as rf
 
@@ -89,6 +92,12 @@ def _recirculation(args, table) -> int:
     theta_file = Path(args.out).with_suffix(".theta.json")
     theta_file.write_text(json.dumps({"theta": report.attrs["theta_all"],
                                       "params": _fitted_params(report)}, indent=2) + "\n")
+    theta_all = torch.tensor([report.attrs["theta_all"][n] for n in RECIRCULATION_NAMES],
+                             dtype=torch.float64)
+    ident = rf.identifiability(rc, theta_all)
+    ident.to_csv(Path(args.out).with_suffix(".identifiability.csv"), index=False)
+    print("identifiability (Laplace approximation at the full fit):")
+    print(ident.round(3).to_string(index=False))
     if args.plot:
         rf.plot_loso(report, args.plot)
     print(report[["id", "statistic", "value", "in_sample", "held_out"]].round(3)

@@ -92,6 +92,24 @@ def _packed_slices(cohort: VirtualCohort, rows: list[int]) -> list[slice]:
     return out
 
 
+def _objective(rc: RecirculationCohort, rows: list[int], names, smooth_tau: float):
+    """The penalised weighted least squares of :func:`fit` as a function of the fitted theta
+    columns ``z`` ``[len(names)]`` (a torch scalar, differentiable)."""
+    table = rc.cohort.table
+    target, weight = residual_weights(table)
+    cols = torch.tensor([RECIRCULATION_NAMES.index(n) for n in names])
+    sd = torch.tensor([FIT_PRIOR_SD[n] for n in names], dtype=torch.float64)
+    sel = torch.tensor(rows)
+
+    def loss(z: torch.Tensor) -> torch.Tensor:
+        theta = torch.zeros(len(RECIRCULATION_SPECS), dtype=torch.float64).index_put((cols,), z)
+        pred = rc.statistics(theta, smooth_tau, rows)
+        r = transform_predictions(pred[sel], table.iloc[rows]) - target[sel]
+        return 0.5 * (weight[sel] * r**2).sum() + 0.5 * ((z / sd) ** 2).sum()
+
+    return loss
+
+
 def fit(rc: RecirculationCohort, rows: list[int], names=tuple(FIT_PRIOR_SD), *,
         smooth_tau: float = 0.1, max_iter: int = 60, start: torch.Tensor | None = None
         ) -> torch.Tensor:
@@ -99,21 +117,14 @@ def fit(rc: RecirculationCohort, rows: list[int], names=tuple(FIT_PRIOR_SD), *,
 
     ``start`` (a full theta) warm-starts the optimiser, e.g. leave-one-out fits from the full fit.
     """
-    table = rc.cohort.table
-    target, weight = residual_weights(table)
     cols = [RECIRCULATION_NAMES.index(n) for n in names]
-    sd = torch.tensor([FIT_PRIOR_SD[n] for n in names], dtype=torch.float64)
-    sel = torch.tensor(rows)
+    loss = _objective(rc, rows, names, smooth_tau)
 
     def objective(x: np.ndarray):
         z = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        theta = torch.zeros(len(RECIRCULATION_SPECS), dtype=torch.float64).index_put(
-            (torch.tensor(cols),), z)
-        pred = rc.statistics(theta, smooth_tau, rows)
-        r = transform_predictions(pred[sel], table.iloc[rows]) - target[sel]
-        loss = 0.5 * (weight[sel] * r**2).sum() + 0.5 * ((z / sd) ** 2).sum()
-        (g,) = torch.autograd.grad(loss, z)
-        return float(loss.detach()), g.numpy().astype(float)
+        value = loss(z)
+        (g,) = torch.autograd.grad(value, z)
+        return float(value.detach()), g.numpy().astype(float)
 
     x0 = np.zeros(len(cols)) if start is None else start[cols].numpy()
     res = minimize(objective, x0, jac=True, method="L-BFGS-B",
@@ -121,6 +132,44 @@ def fit(rc: RecirculationCohort, rows: list[int], names=tuple(FIT_PRIOR_SD), *,
     theta = torch.zeros(len(RECIRCULATION_SPECS), dtype=torch.float64)
     theta[cols] = torch.as_tensor(res.x)
     return theta
+
+
+def identifiability(rc: RecirculationCohort, theta: torch.Tensor, names=tuple(FIT_PRIOR_SD), *,
+                    smooth_tau: float = 0.1, step: float = 1e-3) -> pd.DataFrame:
+    """Laplace approximation at the fit: which parameters the table pins down.
+
+    The Hessian of the penalised objective (central differences of its autograd gradient, step
+    ``step`` on theta) gives a posterior sd of each fitted theta; its ratio to the prior sd says
+    how much the data added (``< 0.5`` identified, ``< 0.9`` weak, else the prior decides), and the
+    largest absolute posterior correlation names the parameter it trades off against.
+    """
+    cols = [RECIRCULATION_NAMES.index(n) for n in names]
+    loss = _objective(rc, list(range(len(rc.cohort.table))), names, smooth_tau)
+
+    def grad(z: np.ndarray) -> np.ndarray:
+        zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+        (g,) = torch.autograd.grad(loss(zt), zt)
+        return g.numpy()
+
+    z0 = theta[cols].numpy().astype(float)
+    h = np.zeros((len(cols), len(cols)))
+    for j in range(len(cols)):
+        e = np.zeros(len(cols))
+        e[j] = step
+        h[:, j] = (grad(z0 + e) - grad(z0 - e)) / (2 * step)
+    h = 0.5 * (h + h.T)
+    cov = np.linalg.pinv(h)
+    sd_post = np.sqrt(np.clip(np.diag(cov), 0, None))
+    corr = cov / np.outer(sd_post, sd_post).clip(1e-300)
+    np.fill_diagonal(corr, 0.0)
+    prior_sd = np.array([FIT_PRIOR_SD[n] for n in names])
+    ratio = sd_post / prior_sd
+    partner = np.abs(corr).argmax(1)
+    return pd.DataFrame({
+        "param": list(names), "theta": z0, "posterior_sd": sd_post, "prior_sd": prior_sd,
+        "sd_ratio": ratio,
+        "verdict": np.where(ratio < 0.5, "identified", np.where(ratio < 0.9, "weak", "prior")),
+        "max_abs_corr": np.abs(corr).max(1), "with": [names[k] for k in partner]})
 
 
 def leave_one_study_out(rc: RecirculationCohort, names=tuple(FIT_PRIOR_SD), *,

@@ -63,3 +63,17 @@ def test_leave_one_study_out_predicts_each_study_from_the_others(small, tmp_path
     assert np.all(lo <= report["value"]) and np.all(report["value"] <= hi) and np.all(lo >= 0)
     rf.plot_loso(report, tmp_path / "loso.png")
     assert (tmp_path / "loso.png").stat().st_size > 10_000
+
+
+def test_identifiability_separates_what_the_table_informs_from_what_it_cannot(small):
+    """The data can only add information (posterior sd <= prior sd), and a parameter no row
+    depends on (the temozolomide rate: nobody here takes temozolomide) keeps its prior sd."""
+    names = ("alpha_per_gy", "chemo_rate_per_day", "chemo_temozolomide_per_day")
+    theta = torch.zeros(len(RECIRCULATION_NAMES), dtype=torch.float64)
+    rep = rf.identifiability(small, theta, names)
+    assert list(rep["param"]) == list(names)
+    assert (rep["sd_ratio"] <= 1 + 1e-6).all()
+    tmz = rep.set_index("param").loc["chemo_temozolomide_per_day"]
+    assert tmz["sd_ratio"] == pytest.approx(1.0, abs=1e-3) and tmz["verdict"] == "prior"
+    alpha = rep.set_index("param").loc["alpha_per_gy"]
+    assert alpha["sd_ratio"] < 0.999
