@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--n-phantoms", type=int, default=6, help="anatomies per site (6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a named check misses (the acceptance run of issue 14)")
     p.add_argument("--core", choices=("two-population", "recirculation"),
                    default="two-population",
                    help="kinetics core: the current two-population model (in-sample check with "
@@ -63,13 +65,13 @@ def run(args) -> int:
 
     used = params or lit.load_params()  # the shipped calibration when no --params is given
     values = {f.name: float(getattr(used, f.name).reshape(-1)[0]) for f in fields(used)}
-    _print_checks(report.rename(columns={"published": "value"}), "predicted", values)
+    passed = _print_checks(report.rename(columns={"published": "value"}), "predicted", values)
     mae = report.groupby(report["statistic"].isin(lit.FRACTION_STATISTICS))["abs_error"].mean()
     print(report[["id", "statistic", "published", "predicted", "abs_error"]].round(3)
           .to_string(index=False))
     print(f"mean abs error: ALC statistics {mae.get(False, float('nan')):.3f} x10^9/L, "
           f"fractions {mae.get(True, float('nan')):.3f}; report written to {args.out}")
-    return 0
+    return _verdict(args, passed)
 
 
 def _recirculation(args, table) -> int:
@@ -102,11 +104,19 @@ def _recirculation(args, table) -> int:
         rf.plot_loso(report, args.plot)
     print(report[["id", "statistic", "value", "in_sample", "held_out"]].round(3)
           .to_string(index=False))
-    _print_checks(report, "held_out", _fitted_params(report))
+    passed = _print_checks(report, "held_out", _fitted_params(report))
     errors = {c: rf.weighted_error(report, c) for c in ("prior", "in_sample", "held_out")}
     print("weighted RMS residual (log ALC / arcsine-sqrt scale): "
           + ", ".join(f"{k} {v:.3f}" for k, v in errors.items())
           + f"; fitted theta {report.attrs['theta_all']}; report written to {args.out}")
+    return _verdict(args, passed)
+
+
+def _verdict(args, passed: bool) -> int:
+    """Exit code: 1 with ``--strict`` when a named check missed (the acceptance run), else 0."""
+    if args.strict and not passed:
+        print("named checks missed (--strict): exit 1")
+        return 1
     return 0
 
 
@@ -120,10 +130,13 @@ def _fitted_params(report) -> dict[str, float]:
     return {k: float(v[0]) for k, v in recirculation_params(theta).items()}
 
 
-def _print_checks(report, column: str, params: dict[str, float]) -> None:
+def _print_checks(report, column: str, params: dict[str, float]) -> bool:
+    """Print the named checks; True when every one passed."""
     from lymphonet.twin.literature_checks import named_checks
 
     print(f"named checks ({column}):")
-    for c in named_checks(report, column, params):
+    checks = named_checks(report, column, params)
+    for c in checks:
         print(f"  {'PASS' if c.passed else 'MISS'} {c.name:<28} {c.value:.3f} (target {c.target})"
               + (f"  [{c.detail}]" if c.detail else ""))
+    return all(c.passed for c in checks)

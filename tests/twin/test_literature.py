@@ -94,6 +94,11 @@ def test_literature_check_cli_two_rows(tmp_path, capsys):
     np.testing.assert_allclose(rep["abs_error"], (rep["predicted"] - rep["published"]).abs())
     assert png.stat().st_size > 5000
     assert "mean abs error" in capsys.readouterr().out
+    # --strict: the shipped two-population calibration misses the physiological blood share
+    rc = main(["literature-check", "--table", str(table), "--out", str(out), "--n-per-row", "16",
+               "--n-phantoms", "1", "--quiet", "--strict"])
+    printed = capsys.readouterr().out
+    assert rc == 1 and "MISS blood_share_physiological" in printed and "exit 1" in printed
 
 
 def test_cli_bad_table_reports_error(tmp_path, capsys):
