@@ -18,6 +18,8 @@ import torch
 
 from lymphonet.kinetics import N_PARAMS, KineticsInputs, LymphocyteKinetics
 from lymphonet.kinetics.recirculation import RECIRCULATION_SPECS, RecirculationKinetics
+from lymphonet.kinetics.schedule import CHEMO_REGIMENS
+from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.schema import weekday_fraction_days
 
 
@@ -34,13 +36,15 @@ def make_batch(n: int, n_q: int = 32, seed: int = 0, dtype=torch.float32) -> Kin
     exposed = rng.uniform(0.05, 0.5, size=(n, 1))
     levels = (np.arange(n_q) + 0.5) / n_q
     blood = np.where(levels > 1 - exposed, rng.uniform(0.2, 2.0, size=(n, 1)), 0.0)
-    lym = np.sort(rng.uniform(0, 2.0, size=(n, 4, n_q)), axis=-1)
+    n_sites = len(LYMPHOID_ORGANS)
+    lym = np.sort(rng.uniform(0, 2.0, size=(n, n_sites, n_q)), axis=-1)
     t = lambda a: torch.as_tensor(a, dtype=dtype)
     return KineticsInputs(
         blood_dose_q_gy=t(blood), fraction_days=t(days), fraction_mask=torch.as_tensor(mask),
         baseline_alc=t(rng.uniform(1.0, 3.0, size=n)), lymphoid_dose_q_gy=t(lym),
-        lymphoid_coverage=t(rng.uniform(0.1, 1.0, size=(n, 4))),
+        lymphoid_coverage=t(rng.uniform(0.1, 1.0, size=(n, n_sites))),
         beam_on_s=t(np.full((n, k), 120.0)), chemo=torch.as_tensor(rng.integers(0, 3, size=n)),
+        chemo_regimen=torch.as_tensor(rng.integers(0, len(CHEMO_REGIMENS), size=n)),
     )
 
 

@@ -287,17 +287,20 @@ class RecirculationKinetics(nn.Module):
     def _walk(self, inputs, p, alc0, c_m, propagators, survival, x0=None):
         """The step loop: fractions at step starts, then ``x <- E x`` (chemo steps: ``E_chemo``).
 
-        ``propagators`` is ``(E, E_chemo)``, ``survival`` the output of
+        ``propagators`` is ``(E, E_chemo)`` ``[B, n, n]``, ``survival`` the output of
         :meth:`fraction_survival`; ``x0`` ``[B, n, 1]`` overrides the equilibrium start (tests).
+        The loop keeps patients in the last, contiguous axis (``x`` ``[n, B]``, ``E`` ``[n, n, B]``)
+        so each step is one vectorised multiply-add over the batch (about 5x faster on a CPU than
+        a batched matrix product of 10 x 10 matrices).
         """
-        E, E_chemo = propagators
+        E, E_chemo = (e.permute(1, 2, 0).contiguous() for e in propagators)
         nt, spd = len(self.tissues), self.steps_per_day
         n_steps = (self.n_days - 1) * spd
         bsz, dtype = alc0.shape[0], alc0.dtype
         slot, log_blood, log_tis, log_stem = self._event_logs(inputs, survival, n_steps)
         x = torch.cat([alc0[:, None], self.tissue_pools(p, alc0), torch.ones(bsz, 2, dtype=dtype)],
-                      1)[..., None]
-        x = x if x0 is None else x0.to(dtype)
+                      1).T
+        x = x if x0 is None else x0.to(dtype)[..., 0].T
         F = torch.ones(bsz, log_stem.shape[-1], dtype=dtype)  # marrow capacity per quantile
         g_f = torch.exp(-1.0 / (spd * p["marrow_recovery_days"]))[:, None]   # per step
         f_step = 0                                                             # F is as of here
@@ -305,29 +308,24 @@ class RecirculationKinetics(nn.Module):
         mid = (torch.arange(n_steps, dtype=dtype) + 0.5) / spd
         chemo_on = (mid >= start[:, None]) & (mid < end[:, None])              # [B, n_steps]
         any_on, all_on = chemo_on.any(0).tolist(), chemo_on.all(0).tolist()
-        alc, tis, prod = [x[:, 0, 0]], [x[:, 1:nt + 1, 0]], [x[:, nt + 1, 0]]
+        alc, tis, prod = [x[0]], [x[1:nt + 1]], [x[nt + 1]]
         for i in range(n_steps):
             if i in slot:
                 j = slot[i]
-                kill_b, kill_t = torch.exp(log_blood[:, j]), torch.exp(log_tis[:, j])
+                kill = torch.cat([log_blood[:, j, None], log_tis[:, j]], 1).exp().T  # [nt+1, B]
                 # F recovers exactly between events (lazily), then this step's fractions hit it
                 F = 1.0 - (1.0 - F) * g_f ** (i - f_step)
                 F = F * torch.exp(log_stem[:, j])
                 f_step = i
-                cells = torch.cat([kill_b[:, None], kill_t], 1)
-                x = torch.cat([x[:, :nt + 1] * cells[..., None],
-                               ((1 - c_m) + c_m * F.mean(1))[:, None, None], x[:, nt + 2:]], 1)
-            if not any_on[i]:
-                x = torch.einsum("bij,bjk->bik", E, x)
-            elif all_on[i]:
-                x = torch.einsum("bij,bjk->bik", E_chemo, x)
-            else:
-                x = torch.where(chemo_on[:, i, None, None], torch.einsum("bij,bjk->bik", E_chemo, x),
-                                torch.einsum("bij,bjk->bik", E, x))
+                x = torch.cat([x[:nt + 1] * kill, ((1 - c_m) + c_m * F.mean(1))[None],
+                               x[nt + 2:]], 0)
+            M = E if not any_on[i] else E_chemo if all_on[i] else torch.where(
+                chemo_on[None, None, :, i], E_chemo, E)
+            x = (M * x[None]).sum(1)
             if (i + 1) % spd == 0:
-                alc.append(x[:, 0, 0])
-                tis.append(x[:, 1:nt + 1, 0])
-                prod.append(x[:, nt + 1, 0])
+                alc.append(x[0])
+                tis.append(x[1:nt + 1])
+                prod.append(x[nt + 1])
         days = torch.arange(self.n_days, dtype=dtype)
-        return RecirculationOutput(torch.stack(alc, 1), days, torch.stack(tis, 1),
+        return RecirculationOutput(torch.stack(alc, 1), days, torch.stack(tis).permute(2, 0, 1),
                                    torch.stack(prod, 1))
