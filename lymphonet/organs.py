@@ -48,12 +48,12 @@ CANONICAL_ORGANS: dict[str, str] = {
 }
 
 #: Where resident lymphocytes sit and are killed by the local dose (kinetics layer): the lymphoid
-#: organs, the respiratory-tract mucosa (dosed over the ``lungs``), the gut-associated lymphoid
-#: tissue (dosed over the contoured ``bowel``: small and large bowel) and the lymphocytes dispersed
-#: through other tissue (liver, skin...: dosed over the ``body`` outside the other sites). The
-#: two-population core gives the last three no weight.
+#: organs, the respiratory-tract mucosa (dosed over the ``lungs``), the liver, the gut-associated
+#: lymphoid tissue (dosed over the contoured ``bowel``: small and large bowel) and the lymphocytes
+#: dispersed through other tissue (skin, muscle...: dosed over the ``body`` outside the other
+#: sites). The two-population core gives the last four no weight.
 LYMPHOID_ORGANS: tuple[str, ...] = ("spleen", "lymph_nodes", "bone_marrow", "thymus", "lungs",
-                                    "bowel", "body")
+                                    "liver", "bowel", "body")
 
 #: Paired organs: combined name -> (left, right).
 PAIRED: dict[str, tuple[str, str]] = {

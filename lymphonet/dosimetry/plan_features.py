@@ -4,7 +4,7 @@ A plan (course dose map + canonical structures + schedule) is reduced once to:
 
 * the per-fraction dose distribution of circulating blood, as quantiles (blood-dose engine);
 * per-fraction dose quantiles over each site of resident lymphocytes (spleen, lymph nodes, bone
-  marrow, thymus, lungs, bowel, the rest of the body), with the share of the site's lymphocytes the
+  marrow, thymus, lungs, liver, bowel, the rest of the body), with the share of the site's lymphocytes the
   contoured volume represents (coverage);
 * dose summaries: mean body dose, EDIC, mean dose of the main organs.
 
@@ -30,7 +30,7 @@ from lymphonet.organs import LYMPHOID_ORGANS
 #: Reference volume (cc) of each resident site's lymphocyte-holding tissue in an adult, used for
 #: coverage = contoured volume / reference volume (capped at 1). Red marrow follows the bone-site
 #: rule of :mod:`lymphonet.dosimetry.red_marrow` instead. Lungs: whole organs, 1.0 for both lungs
-#: and 0.5 for one side only. Spleen: contoured spleens are whole organs (1.0 is
+#: and 0.5 for one side only. Liver and spleen: contoured spleens are whole organs (1.0 is
 #: used directly). Lymph nodes and thymus: lymphonet assumptions (total node volume ~ 500 cc, adult
 #: thymus ~ 20 cc), to be calibrated; they only scale how much of the resident pool a contour holds.
 #: Bowel: lymphonet assumption, the whole small and large bowel as contoured on CT (bowel-bag
@@ -39,7 +39,7 @@ from lymphonet.organs import LYMPHOID_ORGANS
 #: as spread evenly by volume (lymphonet assumption), so a dose grid that holds part of the body
 #: represents that part of them.
 REFERENCE_LYMPHOID_VOLUME_CC = {"spleen": None, "lymph_nodes": 500.0, "bone_marrow": None,
-                                "thymus": 20.0, "lungs": None, "bowel": 2500.0,
+                                "thymus": 20.0, "lungs": None, "liver": None, "bowel": 2500.0,
                                 "body": {"M": 73_000 / 1.04, "F": 60_000 / 1.04}}
 #: Canonical structures that make up each resident site (besides the site's own name and its
 #: ``<site>_*`` parts, e.g. node stations).

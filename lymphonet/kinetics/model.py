@@ -71,10 +71,10 @@ from lymphonet.organs import LYMPHOID_ORGANS
 #: ~1.9e11 (~40%), spleen ~0.7e11 (~15%), bone marrow ~0.5e11 (~10%), blood ~1e10 (~2%); the
 #: adult thymus share is set to 5% (lymphonet assumption: involution after adolescence). The rest
 #: (gut, lung, skin, liver ...) is resident but receives no organ dose in this model (weight 0 for
-#: ``lungs``, ``bowel`` and ``body``; the recirculation core doses them).
+#: ``lungs``, ``liver``, ``bowel`` and ``body``; the recirculation core doses them).
 ORGAN_SHARE_OF_BODY: dict[str, float] = {
     "spleen": 0.15, "lymph_nodes": 0.40, "bone_marrow": 0.10, "thymus": 0.05, "lungs": 0.0,
-    "bowel": 0.0, "body": 0.0,
+    "liver": 0.0, "bowel": 0.0, "body": 0.0,
 }
 _REFERENCE_BLOOD_SHARE = 0.02
 

@@ -31,8 +31,8 @@ Compartments (``x``, in 10^9/L blood-equivalent cells: count / blood volume, so 
   1995); ``c_M`` is the share of marrow the quantiles represent (``lymphoid_coverage``).
 * Fractions kill instantaneously: blood by the blood-dose quantiles, each tissue by its site's dose
   quantiles with its coverage (``S_c = 1 - c (1 - mean_q exp(-alpha D_q - G beta D_q^2))``): nodes,
-  spleen, marrow and thymus by their organs, the respiratory mucosa by the lungs, gut by the bowel,
-  other tissue by the body outside the other sites (:data:`~lymphonet.organs.LYMPHOID_ORGANS`).
+  spleen, marrow, thymus and liver by their organs, the respiratory mucosa by the lungs, gut by the
+  bowel, other tissue by the body outside the other sites (:data:`~lymphonet.organs.LYMPHOID_ORGANS`).
 * Chemotherapy adds a death rate ``delta`` to every cell compartment in its window, one rate per
   regimen class (``CHEMO_REGIMENS``: unspecified/mixed, temozolomide, platinum, antimetabolite).
 
@@ -75,8 +75,11 @@ TISSUES: tuple[Tissue, ...] = (
     Tissue("thymus", 0.02, 24.0, "thymus", "lymphonet assumption (adult involution)"),
     Tissue("lung", 0.065, 24.0, "lungs", "Trepel, Klin Wochenschr 52:511, 1974: ~30e9 lymphocytes "
            "in the respiratory-tract mucosa of ~4.6e11 (via BioNumbers 111350)"),
-    Tissue("other", 0.095, 24.0, "body", _WP + " (liver, skin...; 0.16 less the lung's share), "
-           "spread evenly by volume over the body outside the other sites (lymphonet assumption)"),
+    Tissue("liver", 0.022, 24.0, "liver", "Doherty & O'Farrelly, Immunol Rev 174:5, 2000: about "
+           "1e10 lymphocytes in the adult liver (of ~4.6e11)"),
+    Tissue("other", 0.073, 24.0, "body", _WP + " (skin, muscle...; 0.16 less the lung's and "
+           "liver's shares), spread evenly by volume over the body outside the other sites "
+           "(lymphonet assumption)"),
 )
 
 RECIRCULATION_SPECS: tuple[ParamSpec, ...] = (

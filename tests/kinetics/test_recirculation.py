@@ -110,16 +110,18 @@ def weekday_last(n_fx: int) -> float:
     return float(weekday_fraction_days(n_fx)[-1])
 
 
-def test_lung_bowel_and_body_doses_hit_their_own_pools_only():
-    """One fraction of 1.5 Gy to the lungs, 2 Gy to the bowel (coverage 0.5) and 1 Gy to the rest
-    of the body (0.25): the lung, gut and other pools carry exactly the kill of their own dose and
+def test_lung_liver_bowel_and_body_doses_hit_their_own_pools_only():
+    """One fraction of 1.5 Gy to the lungs, 3 Gy to the liver, 2 Gy to the bowel (coverage 0.5)
+    and 1 Gy to the rest of the body (0.25): the lung, liver, gut and other pools carry exactly the kill of their own dose and
     coverage (a per-compartment check, independent of the propagation), the other tissues none."""
     model = RecirculationKinetics(n_days=3, steps_per_day=24)
     lym = torch.zeros(N_SITES, 8, dtype=F64)
     site = LYMPHOID_ORGANS.index
     lym[site("lungs")], lym[site("bowel")], lym[site("body")] = 1.5, 2.0, 1.0
+    lym[site("liver")] = 3.0
     cov = torch.zeros(1, N_SITES, dtype=F64)
     cov[0, site("lungs")], cov[0, site("bowel")], cov[0, site("body")] = 1.0, 0.5, 0.25
+    cov[0, site("liver")] = 1.0
     x = replace(KineticsInputs.single(1, torch.zeros(8, dtype=F64), 2.0, lymphoid_dose_q_gy=lym,
                                       fraction_days=[0.0]), lymphoid_coverage=cov)
     p = recirculation_params(ZERO[None])
@@ -127,10 +129,11 @@ def test_lung_bowel_and_body_doses_hit_their_own_pools_only():
     a, b = float(p["alpha_per_gy"]), float(p["beta_per_gy2"])
     names = [t.name for t in TISSUES]
     assert float(s_blood[0, 0]) == 1.0
-    for name, d, c in (("lung", 1.5, 1.0), ("gut", 2.0, 0.5), ("other", 1.0, 0.25)):
+    for name, d, c in (("lung", 1.5, 1.0), ("liver", 3.0, 1.0), ("gut", 2.0, 0.5),
+                       ("other", 1.0, 0.25)):
         expect = 1 - c * (1 - math.exp(-a * d - b * d * d))
         assert float(s_tis[0, 0, names.index(name)]) == pytest.approx(expect, rel=1e-12)
-    untouched = [j for j, n in enumerate(names) if n not in ("lung", "gut", "other")]
+    untouched = [j for j, n in enumerate(names) if n not in ("lung", "liver", "gut", "other")]
     assert torch.all(s_tis[0, 0, untouched] == 1.0)
     # and the count falls: blood refills the dosed tissue from the circulating pool
     assert float(model(x, ZERO).alc[0, -1]) < 2.0 - 1e-3
