@@ -117,7 +117,8 @@ def summarise(per_patient: pd.DataFrame) -> pd.DataFrame:
     by_site = per_patient.groupby(cols).apply(one, include_groups=False).reset_index()
     pooled = (per_patient.groupby(["chemo", "measure"]).apply(one, include_groups=False)
               .reset_index().assign(site="pooled"))
-    return pd.concat([by_site, pooled[by_site.columns]], ignore_index=True)
+    out = pd.concat([by_site, pooled[by_site.columns]], ignore_index=True)
+    return out.astype({"n": int})
 
 
 def theta_from_json(doc: dict) -> torch.Tensor:
