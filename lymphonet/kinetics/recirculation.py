@@ -219,7 +219,10 @@ class RecirculationKinetics(nn.Module):
         g = 1.0
         if inputs.beam_on_s is not None:
             mu = math.log(2.0) / (self.repair_half_time_h * 3600.0)
-            g = lea_catcheside_g(inputs.beam_on_s * mu)               # [B, K]
+            beam = inputs.beam_on_s
+            if bool(torch.where(inputs.fraction_mask, beam == beam[:, :1], True).all()):
+                beam = beam[:, :1]  # one beam-on time per patient: no [B, K, L, Q] work
+            g = lea_catcheside_g(beam * mu)                            # [B, K] or [B, 1]
         a, b = p["alpha_per_gy"][:, None], p["beta_per_gy2"][:, None]
         dose = inputs.blood_dose_q_gy
         dose = dose[:, None, :] if dose.dim() == 2 else dose
@@ -309,8 +312,8 @@ class RecirculationKinetics(nn.Module):
         f_step = 0                                                             # F is as of here
         start, end = chemo_window(inputs)
         mid = (torch.arange(n_steps, dtype=dtype) + 0.5) / spd
-        chemo_on = (mid >= start[:, None]) & (mid < end[:, None])              # [B, n_steps]
-        any_on, all_on = chemo_on.any(0).tolist(), chemo_on.all(0).tolist()
+        chemo_on = ((mid[:, None] >= start[None]) & (mid[:, None] < end[None]))  # [n_steps, B]
+        any_on, all_on = chemo_on.any(1).tolist(), chemo_on.all(1).tolist()
         alc, tis, prod = [x[0]], [x[1:nt + 1]], [x[nt + 1]]
         for i in range(n_steps):
             if i in slot:
@@ -322,9 +325,11 @@ class RecirculationKinetics(nn.Module):
                 f_step = i
                 x = torch.cat([x[:nt + 1] * kill, ((1 - c_m) + c_m * F.mean(1))[None],
                                x[nt + 2:]], 0)
-            M = E if not any_on[i] else E_chemo if all_on[i] else torch.where(
-                chemo_on[None, None, :, i], E_chemo, E)
-            x = (M * x[None]).sum(1)
+            if any_on[i] and not all_on[i]:  # some patients in chemotherapy: both, then pick
+                x = torch.where(chemo_on[i][None], (E_chemo * x[None]).sum(1),
+                                (E * x[None]).sum(1))
+            else:
+                x = ((E_chemo if all_on[i] else E) * x[None]).sum(1)
             if (i + 1) % spd == 0:
                 alc.append(x[0])
                 tis.append(x[1:nt + 1])
