@@ -48,8 +48,10 @@ clinical features, schedule, chemo, random effect and lab draws; only the plan d
 
 **Structures keep their overlaps**: each is its own mask file, so `body` is the whole external
 contour, targets overlap the organs they touch, and composites (`lungs`, `kidneys`,
-`great_vessels`, `vena_cava`, `bowel`, `lymph_nodes`) are stored beside their parts (the superior
-and inferior vena cava are separate parts since blood dose v2; blood dose uses the parts).
+`great_vessels`, `vena_cava`, `bowel`, `lymph_nodes`, `bone_marrow`) are stored beside their parts
+(the superior and inferior vena cava are separate parts since blood dose v2; the bones are named by
+site, `bone_marrow_<site>`, since red marrow by bone site: each site holds its ICRP-89 share of the
+red marrow, so the truth's marrow dose and coverage are no longer those of all bone).
 
 ## truth.csv
 
