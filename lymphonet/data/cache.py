@@ -35,7 +35,7 @@ from lymphonet.schema import PlanRecord
 log = logging.getLogger(__name__)
 
 #: Bump when the preprocessing code changes what it writes: every cache entry is then recomputed.
-CACHE_VERSION = 4  # 3: blood dose v2 (organ map, tau_c, numba walk); 4: bowel + body sites
+CACHE_VERSION = 5  # 3: blood dose v2 (organ map, tau_c, numba walk); 4-5: resident sites, red marrow
 
 
 def cache_key(record: PlanRecord, root: Path, config: DataConfig) -> str:

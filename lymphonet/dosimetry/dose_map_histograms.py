@@ -199,8 +199,8 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
         if not partial:
             return hist(m)
         if partial[0] == "bone_marrow" and site_masks(structures.masks):
-            h, share, note = _red_marrow(m, structures.masks, dose.voxel_volume_cc, per_fx,
-                                         weight, n_bins)
+            h, share, note = _red_marrow(m, structures, dose.voxel_volume_cc, per_fx, weight,
+                                         n_bins)
             notes.append(f"{comp}: {note}; the rest of {comp} sees the {REMAINDER}")
             return h if share >= 1.0 else _mix([(*h, share), (*remainder, 1.0 - share)])
         share = min(1.0, m.sum() * dose.voxel_volume_cc / REFERENCE_TISSUE_CC[partial[0]])
@@ -219,11 +219,13 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
     return _assemble(tuple(circulation_names), per_organ, union, remainder, notes)
 
 
-def _red_marrow(m, masks, voxel_cc, per_fx, weight, n_bins):
+def _red_marrow(m, structures, voxel_cc, per_fx, weight, n_bins):
     """Marrow histogram from bone sites (:mod:`lymphonet.dosimetry.red_marrow`): blood in red
     marrow follows the red marrow, so each voxel of ``m`` weighs by its site's red-marrow density.
     Returns ``(histogram, share of the body's red marrow held, note)``."""
-    red_mask, red_w, share, note = marrow_weights(masks, voxel_cc)
+    meta = getattr(structures.grid, "metadata", None) or {}
+    red_mask, red_w, share, note = marrow_weights(structures.masks, voxel_cc,
+                                                  meta.get("red_marrow_site_volume_cc"))
     density = np.zeros(red_mask.shape, np.float64)
     density[red_mask] = red_w
     m = m & red_mask

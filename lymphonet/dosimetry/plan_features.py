@@ -21,7 +21,7 @@ import numpy as np
 from lymphonet.dosimetry.blood_dose import blood_dose_for_plan
 from lymphonet.dosimetry.dvh import mean_body_dose_gy
 from lymphonet.dosimetry.edic import edic_from_structures
-from lymphonet.dosimetry.red_marrow import marrow_weights
+from lymphonet.dosimetry.red_marrow import marrow_weights, touches_edge
 from lymphonet.errors import InputError
 from lymphonet.io.plan import Plan, resolve_beam_on_time_s
 from lymphonet.io.volume import StructureSet, Volume
@@ -29,17 +29,15 @@ from lymphonet.organs import LYMPHOID_ORGANS
 
 #: Reference volume (cc) of each resident site's lymphocyte-holding tissue in an adult, used for
 #: coverage = contoured volume / reference volume (capped at 1). Red marrow follows the bone-site
-#: rule of :mod:`lymphonet.dosimetry.red_marrow` instead. Lungs: whole organs, 1.0 for both lungs
-#: and 0.5 for one side only. Liver and spleen: contoured spleens are whole organs (1.0 is
-#: used directly). Lymph nodes and thymus: lymphonet assumptions (total node volume ~ 500 cc, adult
-#: thymus ~ 20 cc), to be calibrated; they only scale how much of the resident pool a contour holds.
+#: rule of :mod:`lymphonet.dosimetry.red_marrow` instead; spleen, lungs and liver are whole
+#: organs (:data:`WHOLE_ORGAN_CC`). Lymph nodes and thymus: lymphonet assumptions (total node
+#: volume ~ 500 cc, adult thymus ~ 20 cc), to be calibrated; they only scale how much of the resident pool a contour holds.
 #: Bowel: lymphonet assumption, the whole small and large bowel as contoured on CT (bowel-bag
 #: contours of the abdomen and pelvis are typically 1,500-3,500 cc). Body: the ICRP-89 reference
 #: body (73 kg male, 60 kg female) at 1.04 g/cc; the lymphocytes dispersed in other tissue are taken
 #: as spread evenly by volume (lymphonet assumption), so a dose grid that holds part of the body
 #: represents that part of them.
-REFERENCE_LYMPHOID_VOLUME_CC = {"spleen": None, "lymph_nodes": 500.0, "bone_marrow": None,
-                                "thymus": 20.0, "lungs": None, "liver": None, "bowel": 2500.0,
+REFERENCE_LYMPHOID_VOLUME_CC = {"lymph_nodes": 500.0, "thymus": 20.0, "bowel": 2500.0,
                                 "body": {"M": 73_000 / 1.04, "F": 60_000 / 1.04}}
 #: Canonical structures that make up each resident site (besides the site's own name and its
 #: ``<site>_*`` parts, e.g. node stations).
@@ -112,7 +110,8 @@ def _quantiles(values: np.ndarray, n: int, weights: np.ndarray | None = None) ->
         idx = np.minimum(((np.arange(n) + 0.5) / n * v.size).astype(np.int64), v.size - 1)
         return v[idx]
     cum = np.cumsum(np.asarray(weights, np.float64).ravel()[order])
-    idx = np.searchsorted(cum / cum[-1], (np.arange(n) + 0.5) / n, side="left")
+    # side="right": with equal weights this is floor(p N), the unweighted rank above
+    idx = np.searchsorted(cum / cum[-1], (np.arange(n) + 0.5) / n, side="right")
     return v[np.minimum(idx, v.size - 1)]
 
 
@@ -141,9 +140,31 @@ def lymphoid_masks(structures: StructureSet) -> dict[str, np.ndarray]:
     return out
 
 
-def site_coverage(organ: str, volume_cc: float, sex: str = "M") -> float:
-    """Share of a resident site's lymphocytes a contour of ``volume_cc`` holds (0..1), from
-    :data:`REFERENCE_LYMPHOID_VOLUME_CC`."""
+#: Whole organs: a contour inside the dose grid holds all of the organ's lymphocytes (one lung of
+#: two, half); one the grid cuts holds V / the whole organ's volume, here the lymphonet reference
+#: phantom's (cc, male / female; its liver and spleen follow the ICRP-89 masses, liver 1800 / 1400 g).
+WHOLE_ORGAN_CC = {"spleen": {"M": 200.0, "F": 176.0}, "lungs": {"M": 3370.0, "F": 2710.0},
+                  "liver": {"M": 1630.0, "F": 1260.0}}
+
+
+def site_coverage(organ: str, mask: np.ndarray, voxel_cc: float, sex: str = "M",
+                  names=()) -> float:
+    """Share of a resident site's lymphocytes its contour ``mask`` holds (0..1).
+
+    Whole organs (:data:`WHOLE_ORGAN_CC`): 1 inside the grid (0.5 for one lung of two when
+    ``names``, the structure names, hold one side only), else the cut part's volume share.
+    Distributed tissues: contour volume over :data:`REFERENCE_LYMPHOID_VOLUME_CC` (capped at 1).
+    """
+    volume_cc = float(mask.sum()) * voxel_cc
+    if organ in WHOLE_ORGAN_CC:
+        whole = 1.0
+        if organ == "lungs" and "lungs" not in names and not all(
+                side in names for side in ("lung_left", "lung_right")):
+            whole = 0.5  # one lung contoured
+        if not touches_edge(mask):
+            return whole
+        ref_cc = WHOLE_ORGAN_CC[organ]
+        return float(min(whole, volume_cc / ref_cc.get(sex, ref_cc["M"])))
     ref = REFERENCE_LYMPHOID_VOLUME_CC[organ]
     if isinstance(ref, dict):
         ref = ref.get(sex, ref["M"])
@@ -185,7 +206,9 @@ def plan_features(
     lymph_q = np.zeros((len(LYMPHOID_ORGANS), n_quantiles), np.float32)
     coverage = np.zeros(len(LYMPHOID_ORGANS), np.float32)
     notes = list(result.notes)
-    marrow = marrow_weights(structures.masks, dose.voxel_volume_cc)
+    meta = getattr(structures.grid, "metadata", None) or {}
+    marrow = marrow_weights(structures.masks, dose.voxel_volume_cc,
+                            meta.get("red_marrow_site_volume_cc"))
     if marrow is not None:  # red marrow by bone site (the bone_marrow mask is only its union)
         masks["bone_marrow"], marrow_w, marrow_cov, marrow_note = marrow
         notes.append(marrow_note)
@@ -195,10 +218,8 @@ def plan_features(
             coverage[i] = marrow_cov
         elif organ in masks:
             lymph_q[i] = _quantiles(per_fx[masks[organ]], n_quantiles)
-            coverage[i] = site_coverage(organ, masks[organ].sum() * dose.voxel_volume_cc, sex)
-            if organ == "lungs" and "lungs" not in structures.masks and not all(
-                    side in structures.masks for side in ("lung_left", "lung_right")):
-                coverage[i] = 0.5  # one lung contoured
+            coverage[i] = site_coverage(organ, masks[organ], dose.voxel_volume_cc, sex,
+                                        tuple(structures.masks))
     organ_means = {o: float(dose.array[structures[o]].mean()) for o in SUMMARY_ORGANS
                    if o in structures and structures[o].any()}
     for organ, mask in masks.items():

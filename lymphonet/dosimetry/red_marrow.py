@@ -7,9 +7,10 @@ bone than the whole body's ~1.2 L of red marrow). The rule used everywhere in ly
 
 * Bone contours named by site (``bone_marrow_<site>``, sites of :data:`RED_MARROW_SHARE`) carry the
   site's share ``s_i`` of the adult active marrow (ICRP Publication 89, after Cristy 1981) spread
-  evenly over the site's reference bone volume ``V_i`` (:data:`REFERENCE_SITE_VOLUME_CC`). A contour
-  of volume ``v_i`` holds ``s_i min(1, v_i / V_i)`` of the red marrow, and each of its voxels
-  weighs ``s_i / V_i`` per cc in the marrow's dose distribution.
+  evenly over the site's bone. A contour that lies inside the dose grid is the whole site and holds
+  ``s_i``; one the grid cuts (it touches the grid's edge) holds ``s_i min(1, v_i / V_i)``, with
+  ``V_i`` the whole site's volume (the patient's where known, as for the phantoms, else the
+  reference adult male's, :data:`REFERENCE_SITE_VOLUME_CC`). Its voxels share that evenly.
 * A ``bone_marrow`` contour without sites keeps the volume rule ``min(1, v / 1170 cc)`` (ICRP-89
   reference red-marrow mass 1170 g at ~1 g/cc), which is an upper bound when the contour is whole
   bone; :func:`marrow_weights` says so in its note.
@@ -41,59 +42,82 @@ RED_MARROW_REFERENCE_CC = 1170.0
 SITE_PREFIX = "bone_marrow_"
 
 
+def touches_edge(mask: np.ndarray) -> bool:
+    """Whether a 3-D mask reaches the first or last slice of its grid along any axis (the grid
+    cuts the structure, so its volume is only part of the organ's)."""
+    return any(np.take(mask, i, axis=a).any() for a in range(mask.ndim) for i in (0, -1))
+
+
 def site_masks(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The ``bone_marrow_<site>`` masks of a structure dict, keyed by site (non-empty only)."""
+    """The ``bone_marrow_<site>`` masks of a structure dict, keyed by site (known, non-empty)."""
     return {n[len(SITE_PREFIX):]: m for n, m in masks.items()
             if n.startswith(SITE_PREFIX) and n[len(SITE_PREFIX):] in RED_MARROW_SHARE and m.any()}
 
 
+def _generic_bone(masks: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Bone without a known site: ``bone_marrow`` and ``bone_marrow_<unknown>`` contours (None if
+    there is none)."""
+    parts = [m for n, m in masks.items() if (n == "bone_marrow" or n.startswith(SITE_PREFIX)
+             and n[len(SITE_PREFIX):] not in RED_MARROW_SHARE) and m.any()]
+    return np.logical_or.reduce(parts) if parts else None
+
+
 def with_marrow_union(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``masks`` with the bone-site contours folded into one ``bone_marrow`` mask (their union with
-    any ``bone_marrow`` contour), for the code that needs the marrow as one organ."""
-    sites = site_masks(masks)
-    if not sites:
+    """``masks`` with every bone contour (sites, unknown sites, ``bone_marrow``) folded into one
+    ``bone_marrow`` mask, for the code that needs the marrow as one organ."""
+    bones = [n for n in masks if n == "bone_marrow" or n.startswith(SITE_PREFIX)]
+    if bones == ["bone_marrow"] or not bones:
         return dict(masks)
-    out = {n: m for n, m in masks.items()
-           if not (n.startswith(SITE_PREFIX) and n[len(SITE_PREFIX):] in sites)}
-    parts = list(sites.values()) + ([masks["bone_marrow"]] if "bone_marrow" in masks else [])
-    out["bone_marrow"] = np.logical_or.reduce(parts)
+    out = {n: m for n, m in masks.items() if n not in bones}
+    out["bone_marrow"] = np.logical_or.reduce([masks[n] for n in bones])
     return out
 
 
-def marrow_weights(masks: dict[str, np.ndarray], voxel_cc: float
+def marrow_weights(masks: dict[str, np.ndarray], voxel_cc: float,
+                   site_volume_cc: dict[str, float] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, float, str] | None:
     """Red-marrow voxels, their weights and the share of the body's red marrow they hold.
 
     Args:
         masks: Structure masks (``bone_marrow`` and/or ``bone_marrow_<site>``), one grid.
         voxel_cc: Voxel volume (cc).
+        site_volume_cc: This patient's whole-site bone volumes (a phantom knows them); default
+            :data:`REFERENCE_SITE_VOLUME_CC`, the reference adult male's.
 
     Returns:
         ``(mask, weight, coverage, note)``: the marrow voxels (bool, grid shape), a per-voxel weight
         over ``mask`` (red-marrow share per voxel, 1-D, summing to ``coverage``), the share of the
         body's red marrow they hold (0..1) and a note on the rule used; None without marrow.
+        Bone without a known site keeps the volume rule (``voxel / 1170 cc`` each, an upper
+        bound, noted); overlapping contours add their shares; coverage is capped at 1.
     """
+    ref = dict(REFERENCE_SITE_VOLUME_CC, **(site_volume_cc or {}))
     sites = site_masks(masks)
-    if sites:
-        shape = next(iter(sites.values())).shape
-        share = np.zeros(shape, np.float64)  # share of the body's red marrow per voxel
-        for site, m in sites.items():
-            n = int(m.sum())
-            held = RED_MARROW_SHARE[site] * min(1.0, n * voxel_cc / REFERENCE_SITE_VOLUME_CC[site])
-            share[m] = held / n  # a contour larger than its site holds the site, not more
-        mask = share > 0
-        w = share[mask]
-        coverage = float(w.sum())
-        note = (f"red marrow by bone site ({', '.join(sorted(sites))}): "
-                f"{100 * coverage:.0f}% of the body's red marrow")
-        return mask, w, coverage, note
-    bone = masks.get("bone_marrow")
-    if bone is None or not bone.any():
+    generic = _generic_bone(masks)
+    if not sites and generic is None:
         return None
-    vol = bone.sum() * voxel_cc
-    coverage = min(1.0, vol / RED_MARROW_REFERENCE_CC)
-    w = np.full(int(bone.sum()), coverage / bone.sum())
-    note = (f"bone_marrow without bone sites taken as red marrow ({vol:.0f} cc of the reference "
-            f"{RED_MARROW_REFERENCE_CC:g} cc): an upper bound if the contour is whole bone; name "
-            "bone sites (bone_marrow_<site>) for the red-marrow rule")
-    return bone, w, float(coverage), note
+    shape = next(iter(masks.values())).shape
+    share = np.zeros(shape, np.float64)  # share of the body's red marrow per voxel
+    notes = []
+    for site, m in sites.items():
+        n = int(m.sum())
+        # a contour inside the grid is the whole site; one cut by the grid's edge holds its part
+        part = min(1.0, n * voxel_cc / ref[site]) if touches_edge(m) else 1.0
+        share[m] += RED_MARROW_SHARE[site] * part / n
+    if sites:
+        notes.append(f"red marrow by bone site ({', '.join(sorted(sites))}"
+                     + ("" if site_volume_cc else "; reference adult male site volumes") + ")")
+    if generic is not None:
+        rest = generic & (share == 0)
+        if rest.any():
+            share[rest] += voxel_cc / RED_MARROW_REFERENCE_CC
+            notes.append(f"{rest.sum() * voxel_cc:.0f} cc of bone without a known site taken as "
+                         f"red marrow (reference {RED_MARROW_REFERENCE_CC:g} cc): an upper bound if "
+                         "it is whole bone; name bone sites (bone_marrow_<site>) for the red-marrow "
+                         "rule")
+    mask = share > 0
+    w = share[mask]
+    if w.sum() > 1.0:
+        w = w / w.sum()
+    coverage = float(w.sum())
+    return mask, w, coverage, "; ".join(notes) + f": {100 * coverage:.0f}% of the body's red marrow"

@@ -166,7 +166,7 @@ class RecirculationKinetics(nn.Module):
     def tissue_pools(self, p: dict[str, torch.Tensor], alc0: torch.Tensor) -> torch.Tensor:
         """Equilibrium tissue pools ``N_c`` ``[B, C]`` (blood-equivalent 10^9/L): the tissues'
         shares of the non-blood pool ``(1 - f_B) N``, with ``N = ALC0 / f_B``."""
-        share = torch.tensor([t.share for t in self.tissues], dtype=alc0.dtype)
+        share = torch.tensor([t.share for t in self.tissues], dtype=alc0.dtype, device=alc0.device)
         f_b = p["blood_share"]
         return (1 - f_b)[:, None] * (share / share.sum()) * (alc0 / f_b)[:, None]
 
@@ -178,8 +178,8 @@ class RecirculationKinetics(nn.Module):
         """
         nt = len(self.tissues)
         n = nt + 3
-        bsz, dtype = alc0.shape[0], alc0.dtype
-        rel = torch.tensor([t.relative_dwell_h for t in self.tissues], dtype=dtype)
+        bsz, dtype, dev = alc0.shape[0], alc0.dtype, alc0.device
+        rel = torch.tensor([t.relative_dwell_h for t in self.tissues], dtype=dtype, device=dev)
         n_t = self.tissue_pools(p, alc0)                         # [B, nt]
         k_b = 24.0 / p["blood_residence_h"]                      # 1/day
         # dwell times scaled so the flux out of blood, sum N_c / T_c, equals k_B N_B
@@ -187,8 +187,8 @@ class RecirculationKinetics(nn.Module):
         k_t = 24.0 / (kappa[:, None] * rel)                      # [B, nt] 1/day
         phi = (n_t * k_t) / (n_t * k_t).sum(1, keepdim=True)
         d, tau = p["turnover_per_day"], p["marrow_recovery_days"]
-        A = torch.zeros(bsz, n, n, dtype=dtype)
-        cells = torch.arange(nt + 1)
+        A = torch.zeros(bsz, n, n, dtype=dtype, device=dev)
+        cells = torch.arange(nt + 1, device=dev)
         A[:, 0, 0] = -k_b
         A[:, 0, 1:nt + 1] = k_t
         A[:, 1:nt + 1, 0] = k_b[:, None] * phi
@@ -227,14 +227,14 @@ class RecirculationKinetics(nn.Module):
         dose = inputs.blood_dose_q_gy
         dose = dose[:, None, :] if dose.dim() == 2 else dose
         s_blood = mean_survival(dose, a, b, g).expand(-1, k)
-        bsz, dtype = s_blood.shape[0], s_blood.dtype
-        s_tis = torch.ones(bsz, k, len(self.tissues), dtype=dtype)
+        bsz, dtype, dev = s_blood.shape[0], s_blood.dtype, s_blood.device
+        s_tis = torch.ones(bsz, k, len(self.tissues), dtype=dtype, device=dev)
         q = dose.shape[-1]
-        stem = torch.ones(bsz, k, q, dtype=dtype)
+        stem = torch.ones(bsz, k, q, dtype=dtype, device=dev)
         organs = inputs.lymphoid_dose_q_gy
         if organs is None:
             return s_blood, s_tis, stem
-        cov = (torch.ones(bsz, organs.shape[1], dtype=dtype) if inputs.lymphoid_coverage is None
+        cov = (torch.ones(bsz, organs.shape[1], dtype=dtype, device=dev) if inputs.lymphoid_coverage is None
                else inputs.lymphoid_coverage)
         g_l = g[..., None] if torch.is_tensor(g) else g
         s_org = mean_survival(organs[:, None], a[..., None], b[..., None], g_l)  # [B, K|1, L]
@@ -256,8 +256,8 @@ class RecirculationKinetics(nn.Module):
         p = recirculation_params(theta)
         alc0 = inputs.baseline_alc.to(dtype)
         i_marrow = LYMPHOID_ORGANS.index("bone_marrow")
-        c_m = (torch.zeros(bsz, dtype=dtype) if inputs.lymphoid_dose_q_gy is None else
-               torch.ones(bsz, dtype=dtype) if inputs.lymphoid_coverage is None else
+        c_m = (alc0.new_zeros(bsz) if inputs.lymphoid_dose_q_gy is None else
+               alc0.new_ones(bsz) if inputs.lymphoid_coverage is None else
                inputs.lymphoid_coverage[:, i_marrow].to(dtype))
         A, A_chemo = self.generator(p, alc0, inputs.chemo_regimen)
         dt = 1.0 / self.steps_per_day
@@ -283,7 +283,7 @@ class RecirculationKinetics(nn.Module):
 
         def on_events(log_s):
             extra = log_s.shape[2:]
-            out = torch.zeros(bsz, max(len(slot), 1), *extra, dtype=dtype)
+            out = torch.zeros(bsz, max(len(slot), 1), *extra, dtype=dtype, device=log_s.device)
             idx = pos.reshape(bsz, -1, *([1] * len(extra))).expand(-1, -1, *extra)
             return out.scatter_add(1, idx, log_s * w.reshape(bsz, -1, *([1] * len(extra))))
 
@@ -304,14 +304,14 @@ class RecirculationKinetics(nn.Module):
         n_steps = (self.n_days - 1) * spd
         bsz, dtype = alc0.shape[0], alc0.dtype
         slot, log_blood, log_tis, log_stem = self._event_logs(inputs, survival, n_steps)
-        x = torch.cat([alc0[:, None], self.tissue_pools(p, alc0), torch.ones(bsz, 2, dtype=dtype)],
+        x = torch.cat([alc0[:, None], self.tissue_pools(p, alc0), torch.ones(bsz, 2, dtype=dtype, device=alc0.device)],
                       1).T
         x = x if x0 is None else x0.to(dtype)[..., 0].T
-        F = torch.ones(bsz, log_stem.shape[-1], dtype=dtype)  # marrow capacity per quantile
+        F = alc0.new_ones(bsz, log_stem.shape[-1])  # marrow capacity per quantile
         g_f = torch.exp(-1.0 / (spd * p["marrow_recovery_days"]))[:, None]   # per step
         f_step = 0                                                             # F is as of here
         start, end = chemo_window(inputs)
-        mid = (torch.arange(n_steps, dtype=dtype) + 0.5) / spd
+        mid = (torch.arange(n_steps, dtype=dtype, device=alc0.device) + 0.5) / spd
         chemo_on = ((mid[:, None] >= start[None]) & (mid[:, None] < end[None]))  # [n_steps, B]
         any_on, all_on = chemo_on.any(1).tolist(), chemo_on.all(1).tolist()
         alc, tis, prod = [x[0]], [x[1:nt + 1]], [x[nt + 1]]
@@ -334,6 +334,6 @@ class RecirculationKinetics(nn.Module):
                 alc.append(x[0])
                 tis.append(x[1:nt + 1])
                 prod.append(x[nt + 1])
-        days = torch.arange(self.n_days, dtype=dtype)
+        days = torch.arange(self.n_days, dtype=dtype, device=alc0.device)
         return RecirculationOutput(torch.stack(alc, 1), days, torch.stack(tis).permute(2, 0, 1),
                                    torch.stack(prod, 1))

@@ -253,6 +253,14 @@ class Person:
             return shape.transformed(self.s_head, self.s_head, self.s_head)
         return shape.transformed(self.s_pos, self.s_rad(name), self.s_z)
 
+    def volume_scale(self, name: str) -> float:
+        """Factor from the reference male's volume of structure ``name`` to this person's (head
+        shapes scale with ``s_head`` in all three axes, trunk shapes with ``s_rad^2 s_z``)."""
+        centres = [s.centre_mm[2] for n, s in ANATOMY if n == name]
+        if centres and min(centres) > _HEAD_BELOW_MM:
+            return self.s_head ** 3
+        return self.s_rad(name) ** 2 * self.s_z
+
     def s_rad(self, organ: str) -> float:
         """In-plane size factor of ``organ`` (female organs follow the ICRP-89 mass ratios)."""
         if self.sex == "M":

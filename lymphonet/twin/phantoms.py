@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from lymphonet.dosimetry.red_marrow import REFERENCE_SITE_VOLUME_CC
 from lymphonet.errors import InputError
 from lymphonet.io.volume import StructureSet, Volume
 from lymphonet.twin.anatomy import (
@@ -179,7 +180,11 @@ def make_phantom(region: str, *, sex: str = "M", height_cm: float | None = None,
         el = _target_mask(elective, masks, person, grid, axes, rng)
         masks["target_elective"] = el & ~masks["target"] if "target" in masks else el
     meta = {"simulated": True, "region": region, "sex": sex, "height_cm": float(height_cm),
-            "bmi": float(bmi)}
+            "bmi": float(bmi),
+            # whole bone sites of this person, for the red-marrow share of a cut site
+            "red_marrow_site_volume_cc": {
+                site: round(v * person.volume_scale(f"bone_marrow_{site}"), 1)
+                for site, v in REFERENCE_SITE_VOLUME_CC.items()}}
     grid = Volume(grid.array, grid.spacing_mm, grid.origin_mm, units="label", metadata=meta)
     return StructureSet(masks, grid, source=f"simulated:{region}_phantom")
 

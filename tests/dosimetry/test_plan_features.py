@@ -70,3 +70,18 @@ def test_batching_pads_schedules(esophagus):
     inputs = inputs_from_features([f, short], [1.5, 2.5])
     assert inputs.fraction_mask.sum(1).tolist() == [f.n_fractions, 5]
     inputs.validate()
+
+
+def test_whole_organs_count_whole_inside_the_grid_and_in_part_when_the_grid_cuts_them():
+    from lymphonet.dosimetry.plan_features import WHOLE_ORGAN_CC, site_coverage
+
+    inside = np.zeros((10, 10, 10), bool)
+    inside[2:8, 2:8, 2:8] = True                       # 216 voxels of 10 cc, not at any edge
+    cut = np.zeros((10, 10, 10), bool)
+    cut[0:2, 2:8, 2:8] = True                          # 72 voxels reaching the first slice
+    assert site_coverage("lungs", inside, 10.0, "M", ("lung_left", "lung_right")) == 1.0
+    assert site_coverage("lungs", inside, 10.0, "M", ("lung_left",)) == 0.5  # one lung of two
+    assert site_coverage("liver", cut, 10.0, "F") == pytest.approx(
+        720.0 / WHOLE_ORGAN_CC["liver"]["F"])
+    assert site_coverage("lungs", cut, 10.0, "M", ("lungs",)) == pytest.approx(720.0 / 3370.0)
+    assert site_coverage("lymph_nodes", inside, 1.0) == pytest.approx(216 / 500)

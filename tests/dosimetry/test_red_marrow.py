@@ -12,22 +12,23 @@ from lymphonet.dosimetry.red_marrow import (
     marrow_weights,
     with_marrow_union,
 )
-from lymphonet.io.volume import Volume
+from lymphonet.io.volume import StructureSet, Volume
 from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.twin.anatomy import Person
 from lymphonet.twin.phantoms import _organ_masks, make_phantom
 
 
 def _slab(n_site_voxels: dict[str, int]) -> dict[str, np.ndarray]:
-    """Masks on a 1-voxel-thick row: each site gets its count of voxels, in order."""
+    """Masks on a row of voxels in the middle of a 3 x 3 x N grid (no contour reaches the grid's
+    edge): each site gets its count of voxels, in order."""
     total = sum(n_site_voxels.values()) + 4
     masks, start = {}, 2
     for site, n in n_site_voxels.items():
-        m = np.zeros((1, 1, total), bool)
-        m[0, 0, start:start + n] = True
+        m = np.zeros((3, 3, total), bool)
+        m[1, 1, start:start + n] = True
         masks[f"bone_marrow_{site}"] = m
         start += n
-    masks["body"] = np.ones((1, 1, total), bool)
+    masks["body"] = np.ones((3, 3, total), bool)
     return masks
 
 
@@ -41,20 +42,49 @@ def test_adult_shares_are_a_distribution_and_the_phantom_volumes_are_the_referen
         assert vol == pytest.approx(ref, rel=0.02), site
 
 
-def test_whole_half_and_oversized_site_contours():
-    ref = REFERENCE_SITE_VOLUME_CC
-    whole = {"sternum": int(ref["sternum"]), "lumbar": int(ref["lumbar"] / 2)}
-    masks = _slab(whole)
-    mask, w, cov, note = marrow_weights(masks, 1.0)  # 1 cc voxels
-    expect = (RED_MARROW_SHARE["sternum"] * int(ref["sternum"]) / ref["sternum"]
-              + RED_MARROW_SHARE["lumbar"] * int(ref["lumbar"] / 2) / ref["lumbar"])
-    assert cov == pytest.approx(expect, rel=1e-9) and w.sum() == pytest.approx(cov)
-    assert mask.sum() == sum(whole.values()) and "lumbar" in note and "sternum" in note
-    # a lumbar voxel weighs its site's density, a sternum voxel its own
-    assert w[-1] / w[0] == pytest.approx((RED_MARROW_SHARE["lumbar"] / ref["lumbar"])
-                                         / (RED_MARROW_SHARE["sternum"] / ref["sternum"]))
-    big = _slab({"sternum": 3 * int(ref["sternum"])})
-    assert marrow_weights(big, 1.0)[2] == pytest.approx(RED_MARROW_SHARE["sternum"])
+def _skeleton(sex: str, height_cm: float, sp: float = 4.0):
+    """Masks of a whole person on a whole-body grid (every bone site inside)."""
+    x, y, z = np.arange(-250, 251, sp), np.arange(-160, 161, sp), np.arange(-1250, 31, sp)
+    return _organ_masks(Person.of(sex, height_cm, 22.0), (x, y, z), (z.size, y.size, x.size),
+                        None), sp**3 / 1000
+
+
+@pytest.mark.parametrize("sex, height", [("M", 176.0), ("F", 150.0), ("M", 195.0)])
+def test_a_whole_skeleton_holds_all_drawn_red_marrow_whatever_the_body_size(sex, height):
+    """Sites inside the grid are whole sites: the drawn skeleton holds the sum of the ICRP-89
+    shares of the drawn sites (93.2%) for a small woman as for a tall man."""
+    masks, cc = _skeleton(sex, height)
+    mask, w, cov, _ = marrow_weights(masks, cc)
+    assert cov == pytest.approx(sum(RED_MARROW_SHARE.values()), abs=1e-9)
+    assert w.sum() == pytest.approx(cov) and mask.sum() == masks["bone_marrow"].sum()
+    # every voxel of one site weighs the same, and a site's voxels sum to its share
+    lumbar = masks["bone_marrow_lumbar"][mask]
+    assert w[lumbar].sum() == pytest.approx(RED_MARROW_SHARE["lumbar"])
+    assert np.ptp(w[lumbar]) < 1e-15
+
+
+def test_a_site_cut_by_the_grid_holds_the_part_inside():
+    """Cut the reference man's grid through the lumbar spine: the lumbar spine holds its share
+    times the part of its voxels left (counted here), the other sites are unchanged."""
+    masks, cc = _skeleton("M", 176.0)
+    lumbar = masks["bone_marrow_lumbar"]
+    zs = np.nonzero(lumbar.any(axis=(1, 2)))[0]
+    cut = int(zs[len(zs) // 2])
+    upper = {n: m[cut:] for n, m in masks.items()}  # z ascending: keep the upper part
+    kept = upper["bone_marrow_lumbar"].sum() / lumbar.sum()
+    cov = marrow_weights(upper, cc)[2]
+    lost = sum(RED_MARROW_SHARE[s] for s in ("sacrum", "os_coxae", "femora")
+               if not upper[f"bone_marrow_{s}"].any())
+    expect = sum(RED_MARROW_SHARE.values()) - lost - RED_MARROW_SHARE["lumbar"] * (1 - kept)
+    # (the 4-mm count of the whole lumbar spine differs from its 2-mm reference volume by ~3%)
+    assert 0.2 < kept < 0.8 and cov == pytest.approx(expect, abs=0.05 * RED_MARROW_SHARE["lumbar"])
+
+
+def test_overlapping_site_contours_add_their_shares():
+    masks = _slab({"sternum": 4, "ribs": 4})
+    masks["bone_marrow_ribs"][1, 1, 2:6] = True  # the ribs contour also covers the sternum
+    cov = marrow_weights(masks, 1.0)[2]
+    assert cov == pytest.approx(RED_MARROW_SHARE["sternum"] + RED_MARROW_SHARE["ribs"])
 
 
 def test_generic_bone_contour_keeps_the_volume_rule_and_says_it_is_an_upper_bound():
@@ -64,6 +94,13 @@ def test_generic_bone_contour_keeps_the_volume_rule_and_says_it_is_an_upper_boun
     assert cov == pytest.approx(585 / 1170) and w.sum() == pytest.approx(cov)
     assert "upper bound" in note
     assert marrow_weights({"body": m}, 1.0) is None
+    # a site name lymphonet does not know is bone without a site, not a whole organ
+    _, _, cov, note = marrow_weights({"bone_marrow_pelvis": m}, 1.0)
+    assert cov == pytest.approx(585 / 1170) and "without a known site" in note
+    grid = Volume(np.zeros(m.shape, np.float32), (10.0, 10.0, 10.0), (0.0, 0.0, 0.0),
+                  units="label")
+    pelvis = StructureSet({"bone_marrow_pelvis": m, "body": np.ones_like(m)}, grid)
+    assert lymphoid_masks(pelvis)["bone_marrow"].sum() == 585
 
 
 def test_sites_fold_into_one_bone_marrow_mask():
@@ -94,16 +131,15 @@ def test_thorax_features_hold_only_the_drawn_sites_share_of_red_marrow(thorax):
     ph, dose = thorax
     f = plan_features(dose, ph, n_fractions=30, beam_on_time_s=60.0, particles=2000)
     i = LYMPHOID_ORGANS.index("bone_marrow")
-    cc = ph.grid.voxel_volume_cc
-    sites = {s: ph[f"bone_marrow_{s}"].sum() * cc for s in RED_MARROW_SHARE
-             if f"bone_marrow_{s}" in ph}
-    expect = sum(RED_MARROW_SHARE[s] * min(1, v / REFERENCE_SITE_VOLUME_CC[s])
-                 for s, v in sites.items())
-    assert f.lymphoid_coverage[i] == pytest.approx(expect, rel=1e-5)
-    assert f.lymphoid_coverage[i] < 0.6  # not all-bone: the thorax holds ~1.2 L of bone
-    # share of marrow dose quantiles at 2 Gy = thoracic spine's share of the covered marrow
-    thor = RED_MARROW_SHARE["thoracic"] * min(1, sites["thoracic"] / 251.0) / expect
-    assert (f.lymphoid_dose_q_gy[i] > 1.0).mean() == pytest.approx(thor, abs=2 / 64)
+    cov = f.lymphoid_coverage[i]
+    # sternum, ribs and thoracic spine lie inside the thorax grid: whole sites; the cervical and
+    # lumbar spine are cut by it and add part of their shares
+    whole = sum(RED_MARROW_SHARE[s] for s in ("sternum", "ribs", "thoracic"))
+    assert whole < cov < whole + RED_MARROW_SHARE["cervical"] + RED_MARROW_SHARE["lumbar"]
+    assert cov < 0.6  # not all-bone: the thorax holds ~1.2 L of bone
+    # share of marrow dose quantiles above 1 Gy = the thoracic spine's share of the covered marrow
+    thor = RED_MARROW_SHARE["thoracic"] / cov
+    assert (f.lymphoid_dose_q_gy[i] > 1.0).mean() == pytest.approx(thor, abs=1.5 / 64)
     assert any("red marrow by bone site" in n for n in f.notes)
 
 
@@ -116,9 +152,7 @@ def test_blood_dose_marrow_compartment_uses_the_site_shares(thorax):
     # the dosed share of the marrow's blood is the thoracic spine's share of all red marrow
     i = h.compartments.index("red_marrow")
     dosed = h.prob[i][h.dose_gy[i] > 1.0].sum() / h.prob[i].sum()
-    cc = ph.grid.voxel_volume_cc
-    thor = RED_MARROW_SHARE["thoracic"] * min(1, ph["bone_marrow_thoracic"].sum() * cc / 251.0)
-    assert dosed == pytest.approx(thor, rel=1e-6)
+    assert dosed == pytest.approx(RED_MARROW_SHARE["thoracic"], rel=1e-6)  # a whole site
 
 
 def test_body_site_is_the_body_outside_the_other_sites(thorax):
