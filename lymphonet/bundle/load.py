@@ -95,9 +95,11 @@ def check_kinetics(recorded: dict[str, Any] | None, *, file: str | Path | None =
     if recorded is None:
         return
     now = kinetics_constants(recorded.get("core", "two_population"))
+    # resident sites added later weigh 0 in the two-population core: a record without them agrees
+    default = {"params": None, "organ_share": 0.0}
     diff = [f"{group}.{k}" for group in ("params", "organ_share")
             for k in sorted(set(recorded.get(group, {})) | set(now[group]))
-            if recorded.get(group, {}).get(k) != now[group].get(k)]
+            if recorded.get(group, {}).get(k, default[group]) != now[group].get(k)]
     if diff:
         raise InputError(f"kinetic priors / bounds differ from the ones the bundle was exported "
                          f"with ({', '.join(diff[:6])}); re-export the model with this version",
@@ -229,6 +231,11 @@ def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
     config = read_json(folder / "config.json")
     data_cfg = from_dict(DataConfig, config.get("data"), where="config.data")
     model_cfg = from_dict(ModelConfig, config.get("model"), where="config.model")
+    core = (meta.get("kinetics") or {}).get("core", "two_population")
+    if model_cfg.use_kinetics and core != model_cfg.kinetics_core:
+        raise InputError(f"bundle metadata records the {core} kinetics core, its model config the "
+                         f"{model_cfg.kinetics_core} core", file=folder / "metadata.json",
+                         field="kinetics.core")
     encoder = ClinicalEncoder.from_dict(read_json(folder / "clinical_encoder.json"))
     state = _read_weights(folder / "weights.pt")
     try:

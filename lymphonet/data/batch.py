@@ -17,7 +17,7 @@ import torch
 
 from lymphonet.dosimetry.plan_features import SUMMARY_ORGANS, PlanFeatures
 from lymphonet.errors import InputError
-from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs
+from lymphonet.kinetics.schedule import CHEMO_CODES, KineticsInputs, regimen_code
 from lymphonet.organs import LYMPHOID_ORGANS
 from lymphonet.schema import PlanRecord
 
@@ -46,7 +46,8 @@ def dose_summary(features: PlanFeatures) -> np.ndarray:
 
 def schedule_arrays(record: PlanRecord, beam_on_s: float, k_max: int) -> dict[str, np.ndarray]:
     """Fraction days ``[K]`` (padding repeats the last day), mask ``[K]``, beam-on ``[K]`` (s,
-    padding 0), chemo code (unknown -> none) and baseline ALC (10^9/L)."""
+    padding 0), chemo code (unknown -> none), regimen class (unknown -> unspecified) and baseline
+    ALC (10^9/L)."""
     days = np.asarray(record.fraction_days, np.float32)
     if days.size > k_max:
         raise InputError(f"{days.size} fractions exceed max_fractions={k_max}",
@@ -57,6 +58,7 @@ def schedule_arrays(record: PlanRecord, beam_on_s: float, k_max: int) -> dict[st
     return {"fraction_days": out_days, "fraction_mask": mask,
             "beam_on_s": np.where(mask, beam_on_s, 0.0).astype(np.float32),
             "chemo": np.int64(CHEMO_CODES.get(record.chemo or "none", 0)),
+            "chemo_regimen": np.int64(regimen_code(record.chemo_regimen)),
             "baseline_alc": np.float32(record.baseline_alc)}
 
 
@@ -112,6 +114,8 @@ BATCH_KEYS: dict[str, Key] = {
     "fraction_mask": Key(torch.bool, ("K",), "true for real fractions"),
     "beam_on_s": Key(torch.float32, ("K",), "s per fraction (0 in padding)"),
     "chemo": Key(torch.int64, (), "CHEMO_CODES"),
+    "chemo_regimen": Key(torch.int64, (), "index in CHEMO_REGIMENS (0 unspecified)",
+                         required=False),
     "baseline_alc": Key(torch.float32, (), "10^9/L"),
     "obs_days": Key(torch.float32, ("M",), "days", required=False),
     "obs_alc": Key(torch.float32, ("M",), "10^9/L", required=False),
@@ -133,6 +137,7 @@ class Batch(TypedDict, total=False):
     fraction_mask: torch.Tensor
     beam_on_s: torch.Tensor
     chemo: torch.Tensor
+    chemo_regimen: torch.Tensor
     baseline_alc: torch.Tensor
     obs_days: torch.Tensor
     obs_alc: torch.Tensor
@@ -176,6 +181,7 @@ def kinetics_inputs(batch: Batch) -> KineticsInputs:
         lymphoid_coverage=batch["lymphoid_coverage"].float(),
         beam_on_s=batch["beam_on_s"].float(),
         chemo=batch["chemo"].long(),
+        chemo_regimen=batch["chemo_regimen"].long() if "chemo_regimen" in batch else None,
     )
 
 

@@ -9,6 +9,7 @@ Doses are RBE-weighted Gy, so photons, protons and carbon ions need no special c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -25,22 +26,30 @@ CHEMO_CODES = {"none": CHEMO_NONE, "concurrent": CHEMO_CONCURRENT, "sequential":
 #: Chemotherapy regimen classes of ``KineticsInputs.chemo_regimen`` (their lymphotoxicity differs:
 #: temozolomide depletes CD4 cells for months, platinum doublets and antimetabolites less so).
 CHEMO_REGIMENS: tuple[str, ...] = ("unspecified", "temozolomide", "platinum", "antimetabolite")
-#: Words that put a free-text regimen in a class, in order of precedence (a regimen with
-#: temozolomide is temozolomide; a platinum doublet with a fluoropyrimidine is platinum).
-_REGIMEN_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("temozolomide", ("temozolomide", "tmz")),
-    ("platinum", ("platin", "platinum")),
-    ("antimetabolite", ("fluoro", "5-fu", "5fu", "capecitabine", "gemcitabine", "s-1",
-                        "tegafur", "pemetrexed")),
+#: Patterns (regular expressions, matched case-insensitively) that put a free-text regimen in a
+#: class, in order of precedence: a regimen with temozolomide is temozolomide; a platinum doublet
+#: with a fluoropyrimidine (FOLFOX, cisplatin/5-FU) is platinum. Brand names and common
+#: abbreviations are included; word boundaries keep "days-1" from reading as S-1.
+_REGIMEN_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("temozolomide", r"temozolomid|\btmz\b|temodar|temodal"),
+    ("platinum", (r"platin|\bcddp\b|\bcarbo\b|\bcis\b|folfox|folfirinox|capox|xelox|\beox\b|"
+                  r"\becf\b|\bpf\b|\btp\b")),
+    ("antimetabolite", (r"fluoro|\b5-?fu\b|\b5 fu\b|capecitabine|xeloda|gemcitabine|\bgem\b|"
+                        r"(?<![\w-])s-?1\b|\bts-?1\b|tegafur|\buft\b|pemetrexed|folfiri|"
+                        r"\bde gramont\b")),
 )
+#: Words that say the regimen was not given.
+_NOT_GIVEN = r"\b(no|not|none|declined|without|omitted)\b"
 
 
 def regimen_code(text: str | None) -> int:
     """Class code (index in :data:`CHEMO_REGIMENS`) of a free-text regimen; 0 when unknown,
-    mixed or none."""
+    mixed, none, or a phrase that says it was not given ("no TMZ", "declined")."""
     t = (text or "").strip().lower()
-    for name, words in _REGIMEN_WORDS:
-        if any(w in t for w in words):
+    if not t or re.search(_NOT_GIVEN, t):
+        return 0
+    for name, pattern in _REGIMEN_PATTERNS:
+        if re.search(pattern, t):
             return CHEMO_REGIMENS.index(name)
     return 0
 

@@ -141,7 +141,10 @@ def identifiability(rc: RecirculationCohort, theta: torch.Tensor, names=tuple(FI
     The Hessian of the penalised objective (central differences of its autograd gradient, step
     ``step`` on theta) gives a posterior sd of each fitted theta; its ratio to the prior sd says
     how much the data added (``< 0.5`` identified, ``< 0.9`` weak, else the prior decides), and the
-    largest absolute posterior correlation names the parameter it trades off against.
+    largest absolute posterior correlation names the parameter it trades off against. (The exact
+    Hessian includes the residuals' curvature, so a ratio can exceed 1 where the data bend the
+    objective against the prior: that parameter, too, is left to its prior.) A Hessian
+    that is not positive definite (the fit stopped short of a minimum) gives ``not a minimum``.
     """
     cols = [RECIRCULATION_NAMES.index(n) for n in names]
     loss = _objective(rc, list(range(len(rc.cohort.table))), names, smooth_tau)
@@ -158,11 +161,16 @@ def identifiability(rc: RecirculationCohort, theta: torch.Tensor, names=tuple(FI
         e[j] = step
         h[:, j] = (grad(z0 + e) - grad(z0 - e)) / (2 * step)
     h = 0.5 * (h + h.T)
-    cov = np.linalg.pinv(h)
-    sd_post = np.sqrt(np.clip(np.diag(cov), 0, None))
-    corr = cov / np.outer(sd_post, sd_post).clip(1e-300)
-    np.fill_diagonal(corr, 0.0)
     prior_sd = np.array([FIT_PRIOR_SD[n] for n in names])
+    if np.linalg.eigvalsh(h).min() <= 0:  # not a minimum (stopped early, or at a theta bound)
+        nan = np.full(len(cols), np.nan)
+        return pd.DataFrame({"param": list(names), "theta": z0, "posterior_sd": nan,
+                             "prior_sd": prior_sd, "sd_ratio": nan, "verdict": "not a minimum",
+                             "max_abs_corr": nan, "with": ""})
+    cov = np.linalg.inv(h)
+    sd_post = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd_post, sd_post)
+    np.fill_diagonal(corr, 0.0)
     ratio = sd_post / prior_sd
     partner = np.abs(corr).argmax(1)
     return pd.DataFrame({

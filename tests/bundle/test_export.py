@@ -129,6 +129,19 @@ def test_changed_kinetic_priors_are_rejected(bundle_dir, tmp_path):
     assert err.value.field == "kinetics"
 
 
+def test_a_bundle_whose_metadata_names_another_core_is_refused(bundle_dir, tmp_path):
+    from lymphonet.bundle.load import kinetics_constants
+
+    copy = _copy(bundle_dir, tmp_path)
+    meta = json.loads((copy / "metadata.json").read_text())
+    meta["kinetics"] = kinetics_constants("recirculation")  # weights made for the other core
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    write_checksums(copy)
+    with pytest.raises(InputError, match="recirculation kinetics core") as err:
+        load_bundle(copy)
+    assert err.value.field == "kinetics.core"
+
+
 def test_checkpoint_without_encoder_is_refused(tmp_path):
     from lymphonet.models.hybrid import HybridModel
 
@@ -193,8 +206,15 @@ def test_kinetics_constants_name_their_core_and_a_changed_prior_is_refused():
     rec = kinetics_constants("recirculation")
     assert rec["core"] == "recirculation" and "turnover_per_day" in rec["params"]
     check_kinetics(rec)  # same library: accepted
-    legacy = {k: v for k, v in kinetics_constants().items() if k != "core"}
-    check_kinetics(legacy)  # bundles without a core were two-population
+    # a bundle exported before the core was recorded and before lungs/liver/bowel/body had an
+    # entry (weight 0 in the two-population core): written out here as it was
+    now = kinetics_constants()
+    legacy = {"params": now["params"],
+              "organ_share": {"spleen": 0.15, "lymph_nodes": 0.40, "bone_marrow": 0.10,
+                              "thymus": 0.05}}
+    check_kinetics(legacy)
+    with pytest.raises(InputError, match="organ_share.spleen"):
+        check_kinetics({**legacy, "organ_share": {**legacy["organ_share"], "spleen": 0.2}})
     changed = {**rec, "params": {**rec["params"], "alpha_per_gy": [0.9, 0.2, 1.0]}}
     with pytest.raises(InputError, match="alpha_per_gy"):
         check_kinetics(changed)

@@ -1,5 +1,6 @@
 """The batch contract: one declaration (keys, dtypes, shapes, units) that every producer meets."""
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -39,3 +40,25 @@ def test_kinetics_inputs_keep_values_and_device(batch):
     assert torch.equal(inputs.fraction_days, batch["fraction_days"])
     assert inputs.chemo.dtype == torch.long and inputs.fraction_mask.dtype == torch.bool
     assert inputs.blood_dose_q_gy.shape == batch["blood_dose_q_gy"].shape
+
+
+def test_the_regimen_class_reaches_the_kinetics_inputs():
+    import dataclasses
+    from pathlib import Path
+
+    from lymphonet.data.batch import kinetics_inputs, schedule_arrays
+    from lymphonet.kinetics.schedule import CHEMO_REGIMENS
+    from lymphonet.schema import plan_from_row
+
+    row = {"patient_id": "p", "modality": "photon", "n_fractions": "3",
+           "dose_per_fraction_gy": "2", "baseline_alc": "1.5", "dose_path": "d.nii.gz",
+           "chemo": "concurrent", "chemo_regimen": "Temodar"}
+    rec, _ = plan_from_row(row, root=Path("."), file="m.csv")
+    arr = schedule_arrays(rec, 60.0, 5)
+    assert CHEMO_REGIMENS[int(arr["chemo_regimen"])] == "temozolomide"
+    none = schedule_arrays(dataclasses.replace(rec, chemo_regimen=None), 60.0, 5)
+    assert int(none["chemo_regimen"]) == 0
+    batch = {k: torch.as_tensor(np.asarray(v))[None] for k, v in arr.items()}
+    batch.update(blood_dose_q_gy=torch.zeros(1, 4), lymphoid_dose_q_gy=torch.zeros(1, 8, 4),
+                 lymphoid_coverage=torch.zeros(1, 8))
+    assert kinetics_inputs(batch).chemo_regimen.tolist() == [CHEMO_REGIMENS.index("temozolomide")]

@@ -130,6 +130,7 @@ def test_batch_keys_shapes_dtypes(dataset, config):
         "lymphoid_coverage": ((3, n_l), torch.float32),
         "fraction_days": ((3, k), torch.float32), "fraction_mask": ((3, k), torch.bool),
         "beam_on_s": ((3, k), torch.float32), "chemo": ((3,), torch.int64),
+        "chemo_regimen": ((3,), torch.int64),
         "baseline_alc": ((3,), torch.float32), "obs_days": ((3, m), torch.float32),
         "obs_alc": ((3, m), torch.float32), "obs_mask": ((3, m), torch.bool),
         "index": ((3,), torch.int64),

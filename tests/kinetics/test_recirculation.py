@@ -159,18 +159,22 @@ def test_gradients_flow_to_every_parameter():
                                     eps=1e-6, atol=1e-6)
 
 
-def test_regimen_words_class_the_table_regimens():
+@pytest.mark.parametrize("text, cls", [
+    ("temozolomide", "temozolomide"), ("Temodar 75 mg/m2", "temozolomide"),
+    ("cisplatin weekly", "platinum"), ("carboplatin_paclitaxel", "platinum"),
+    ("FOLFOX (5-FU + oxaliplatin)", "platinum"), ("FOLFIRINOX", "platinum"), ("CAPOX", "platinum"),
+    ("CDDP", "platinum"), ("carbo/taxol", "platinum"), ("nedaplatin", "platinum"),
+    ("pemetrexed/carboplatin", "platinum"), ("capecitabine", "antimetabolite"),
+    ("Xeloda", "antimetabolite"), ("5 FU", "antimetabolite"), ("S-1", "antimetabolite"),
+    ("fluoropyrimidine_or_gemcitabine", "antimetabolite"), ("gemcitabine", "antimetabolite"),
+    ("tegafur/uracil (UFT)", "antimetabolite"), ("docetaxel days-1,8", "unspecified"),
+    ("cetuximab cycles-1", "unspecified"), ("no TMZ (declined)", "unspecified"),
+    ("mixed", "unspecified"), (None, "unspecified"), ("", "unspecified"),
+])
+def test_regimen_words_class_free_text_regimens(text, cls):
     from lymphonet.kinetics.schedule import CHEMO_REGIMENS, regimen_code
 
-    cls = {r: CHEMO_REGIMENS[regimen_code(r)] for r in (
-        "temozolomide", "cisplatin", "carboplatin_paclitaxel", "FOLFOX (5-FU + oxaliplatin)",
-        "capecitabine", "fluoropyrimidine_or_gemcitabine", "gemcitabine", "mixed", None, "")}
-    assert cls == {"temozolomide": "temozolomide", "cisplatin": "platinum",
-                   "carboplatin_paclitaxel": "platinum", "FOLFOX (5-FU + oxaliplatin)": "platinum",
-                   "capecitabine": "antimetabolite",
-                   "fluoropyrimidine_or_gemcitabine": "antimetabolite",
-                   "gemcitabine": "antimetabolite", "mixed": "unspecified", None: "unspecified",
-                   "": "unspecified"}
+    assert CHEMO_REGIMENS[regimen_code(text)] == cls
 
 
 def test_each_regimen_class_uses_its_own_chemotherapy_rate():
