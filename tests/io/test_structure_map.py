@@ -145,3 +145,23 @@ def test_bad_user_files(tmp_path, content, field):
     with pytest.raises(InputError) as info:
         StructureMap.from_yaml(path)
     assert info.value.field == field and "bad.yaml" in str(info.value)
+
+
+def test_bones_map_to_their_red_marrow_sites_and_sides_combine():
+    import numpy as np
+
+    from lymphonet.io.structure_map import StructureMap
+    from lymphonet.io.volume import StructureSet, Volume
+
+    m = StructureMap.default()
+    cases = {"Femur_L": "bone_marrow_femora", "Femoral Head R": "bone_marrow_femora",
+             "PelvicBones": "bone_marrow_os_coxae", "Sacrum": "bone_marrow_sacrum",
+             "L5_VB": "bone_marrow_lumbar", "Ribs_L": "bone_marrow_ribs", "Skull": "bone_marrow_cranium",
+             "Sternum": "bone_marrow_sternum", "Pelvic_Bone_Marrow": "bone_marrow"}
+    assert {n: m.match(n) for n in cases} == cases
+    grid = Volume(np.zeros((2, 2, 2), np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), units="label")
+    left, right = np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), bool)
+    left[0, 0, 0], right[1, 1, 1] = True, True
+    mapped, report = m.apply(StructureSet({"Femur_L": left, "Femur_R": right}, grid))
+    assert mapped["bone_marrow_femora"].sum() == 2
+    assert report.combined == {"bone_marrow_femora": ("Femur_L", "Femur_R")}
