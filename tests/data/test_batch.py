@@ -58,6 +58,8 @@ def test_the_regimen_class_reaches_the_kinetics_inputs():
     assert CHEMO_REGIMENS[int(arr["chemo_regimen"])] == "temozolomide"
     none = schedule_arrays(dataclasses.replace(rec, chemo_regimen=None), 60.0, 5)
     assert int(none["chemo_regimen"]) == 0
+    no_chemo = schedule_arrays(dataclasses.replace(rec, chemo="none"), 60.0, 5)
+    assert int(no_chemo["chemo_regimen"]) == 0  # a regimen without chemotherapy is not given
     batch = {k: torch.as_tensor(np.asarray(v))[None] for k, v in arr.items()}
     batch.update(blood_dose_q_gy=torch.zeros(1, 4), lymphoid_dose_q_gy=torch.zeros(1, 8, 4),
                  lymphoid_coverage=torch.zeros(1, 8))
