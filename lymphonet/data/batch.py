@@ -58,8 +58,7 @@ def schedule_arrays(record: PlanRecord, beam_on_s: float, k_max: int) -> dict[st
     return {"fraction_days": out_days, "fraction_mask": mask,
             "beam_on_s": np.where(mask, beam_on_s, 0.0).astype(np.float32),
             "chemo": np.int64(CHEMO_CODES.get(record.chemo or "none", 0)),
-            "chemo_regimen": np.int64(regimen_code(record.chemo_regimen)
-                                      if record.chemo in ("concurrent", "sequential") else 0),
+            "chemo_regimen": np.int64(regimen_code(record.chemo_regimen, record.chemo)),
             "baseline_alc": np.float32(record.baseline_alc)}
 
 

@@ -113,8 +113,7 @@ class ClinicalEncoder:
         for i, p in enumerate(plans):
             key = (p.site or "").strip().lower()
             sites[i, site_index.get(key, len(self.sites) - 1)] = 1.0
-        regimen = [CHEMO_REGIMENS[regimen_code(p.chemo_regimen) if p.chemo != "none" else 0]
-                   for p in plans]  # a regimen named for a course without chemo is not given
+        regimen = [CHEMO_REGIMENS[regimen_code(p.chemo_regimen, p.chemo)] for p in plans]
         steroids = [p.steroids if p.steroids in ("yes", "no") else "unknown" for p in plans]
         return np.concatenate([z, missing[:, optional].astype(float), onehot(sexes, _SEXES),
                                onehot(chemo, _CHEMO), onehot(regimen, CHEMO_REGIMENS),

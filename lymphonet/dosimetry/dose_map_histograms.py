@@ -12,10 +12,10 @@ organs, the remainder) live in :mod:`lymphonet.dosimetry.organ_dose` and
   ``muscle`` contour holds only part of that tissue (:data:`REFERENCE_TISSUE_CC`). Its compartment
   sees the contour's histogram for the contoured share ``min(1, V_contour / V_ref)`` and the
   remainder for the rest (as for a one-sided paired organ), with a note. A contour larger than the
-  reference is capped at the whole tissue (a bone contour is not all red marrow: the share is an
-  upper bound, noted). Bone contours named by site (``bone_marrow_<site>``) follow the red-marrow
-  rule of :mod:`lymphonet.dosimetry.red_marrow` instead: each voxel weighs by its site's red-marrow
-  density and the contours hold their sites' share of the marrow.
+  reference is capped at the whole tissue. Bone contours (``bone_marrow``, ``bone_marrow_<site>``)
+  follow the red-marrow rule of :mod:`lymphonet.dosimetry.red_marrow`: by site where named (each
+  voxel weighs by its site's red-marrow density, the contours hold their sites' share), else by
+  volume over the reference red marrow (an upper bound, noted).
 * **Tumour.** With a tumour compartment in parallel to a host (see
   :meth:`~lymphonet.dosimetry.circulation.Circulation.with_tumor`), the GTV voxels *inside the host
   organ* feed the tumour and leave the host; GTV voxels outside the host stay where they are (noted).
@@ -37,7 +37,11 @@ from lymphonet.dosimetry.organ_dose import (
     _mix,
 )
 from lymphonet.dosimetry.organ_map import ORGAN_RULES, PAIRED_COMPARTMENTS, resolve_composites
-from lymphonet.dosimetry.red_marrow import marrow_weights, site_masks, with_marrow_union
+from lymphonet.dosimetry.red_marrow import (
+    RED_MARROW_REFERENCE_CC,
+    marrow_weights,
+    with_marrow_union,
+)
 from lymphonet.errors import InputError
 
 #: Structures whose voxels feed a tumour compartment (names starting with "gtv").
@@ -46,8 +50,8 @@ _GTV_RE = re.compile(r"^gtv", re.IGNORECASE)
 #: Whole-body volume (cc) of tissues that a contour usually covers only in part (ICRP 89 reference
 #: male masses at about 1 g/cc: red marrow 1,170 g, skin 3,300 g, skeletal muscle 29,000 g; lymph
 #: nodes 500 cc is a lymphonet assumption of the order of the nodal mass).
-REFERENCE_TISSUE_CC: dict[str, float] = {"bone_marrow": 1170.0, "lymph_nodes": 500.0,
-                                         "skin": 3300.0, "muscle": 29000.0}
+REFERENCE_TISSUE_CC: dict[str, float] = {"bone_marrow": RED_MARROW_REFERENCE_CC,
+                                         "lymph_nodes": 500.0, "skin": 3300.0, "muscle": 29000.0}
 
 
 def _per_fraction_voxels(dose, beam_doses, n_fractions: int, patient) -> np.ndarray:
@@ -198,20 +202,18 @@ def histograms_from_dose_map(dose, structures, circulation_names: tuple[str, ...
         partial = [o for o in organs_of_comp if o in REFERENCE_TISSUE_CC]
         if not partial:
             return hist(m)
-        if partial[0] == "bone_marrow" and site_masks(structures.masks):
+        if partial[0] == "bone_marrow":  # the red-marrow rule, with or without bone sites
             h, share, note = _red_marrow(m, structures, dose.voxel_volume_cc, per_fx, weight,
                                          n_bins)
             notes.append(f"{comp}: {note}; the rest of {comp} sees the {REMAINDER}")
-            return h if share >= 1.0 else _mix([(*h, share), (*remainder, 1.0 - share)])
-        share = min(1.0, m.sum() * dose.voxel_volume_cc / REFERENCE_TISSUE_CC[partial[0]])
-        notes.append(f"{'+'.join(sorted(organs_of_comp))}: the contour holds "
-                     f"{100 * share:.0f}% of the body's {partial[0]} (reference "
-                     f"{REFERENCE_TISSUE_CC[partial[0]]:g} cc); the rest of {comp} sees the "
-                     f"{REMAINDER}" + (" (capped: a bone contour is not all red marrow)"
-                                       if share >= 1.0 and partial[0] == "bone_marrow" else ""))
-        if share >= 1.0:
-            return hist(m)
-        return _mix([(*hist(m), share), (*remainder, 1.0 - share)])
+        else:
+            h = hist(m)
+            share = min(1.0, m.sum() * dose.voxel_volume_cc / REFERENCE_TISSUE_CC[partial[0]])
+            notes.append(f"{'+'.join(sorted(organs_of_comp))}: the contour holds "
+                         f"{100 * share:.0f}% of the body's {partial[0]} (reference "
+                         f"{REFERENCE_TISSUE_CC[partial[0]]:g} cc); the rest of {comp} sees the "
+                         f"{REMAINDER}")
+        return h if share >= 1.0 else _mix([(*h, share), (*remainder, 1.0 - share)])
 
     # Per-organ histograms are needed only for a paired organ contoured on one side.
     per_organ = {c: {o: (hist(m) if c in PAIRED_COMPARTMENTS else None) for o, m in orgs.items()}

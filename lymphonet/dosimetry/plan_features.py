@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from lymphonet.dosimetry.blood_dose import blood_dose_for_plan
+from lymphonet.dosimetry.dose_map_histograms import REFERENCE_TISSUE_CC
 from lymphonet.dosimetry.dvh import mean_body_dose_gy
 from lymphonet.dosimetry.edic import edic_from_structures
 from lymphonet.dosimetry.red_marrow import marrow_weights, touches_edge
@@ -37,7 +38,8 @@ from lymphonet.organs import LYMPHOID_ORGANS
 #: body (73 kg male, 60 kg female) at 1.04 g/cc; the lymphocytes dispersed in other tissue are taken
 #: as spread evenly by volume (lymphonet assumption), so a dose grid that holds part of the body
 #: represents that part of them.
-REFERENCE_LYMPHOID_VOLUME_CC = {"lymph_nodes": 500.0, "thymus": 20.0, "bowel": 2500.0,
+REFERENCE_LYMPHOID_VOLUME_CC = {"lymph_nodes": REFERENCE_TISSUE_CC["lymph_nodes"], "thymus": 20.0,
+                                "bowel": 2500.0,
                                 "body": {"M": 73_000 / 1.04, "F": 60_000 / 1.04}}
 #: Canonical structures that make up each resident site (besides the site's own name and its
 #: ``<site>_*`` parts, e.g. node stations).

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lymphonet.errors import InputError
+from lymphonet.kinetics.params import place_columns
 
 CORES: tuple[str, ...] = ("two_population", "recirculation")
 
@@ -65,11 +66,7 @@ def expand(core: str, theta_sub: torch.Tensor, names: tuple[str, ...]) -> torch.
     if unknown:
         raise InputError(f"unknown {core} parameters {unknown}; known {list(all_names)}",
                          field="model.adjusted_params")
-    zero = theta_sub.new_zeros(theta_sub.shape[:-1])
-    pieces = [zero] * len(all_names)
-    for j, n in enumerate(names):
-        pieces[all_names.index(n)] = theta_sub[..., j]
-    return torch.stack(pieces, dim=-1)
+    return place_columns(theta_sub, [all_names.index(n) for n in names], len(all_names))
 
 
 def constants(core: str) -> dict:

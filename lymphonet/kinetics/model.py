@@ -55,7 +55,7 @@ from lymphonet.kinetics.schedule import (
     SEQUENTIAL_DURATION_DAYS,
     SEQUENTIAL_GAP_DAYS,
     KineticsInputs,
-    lea_catcheside_g,
+    protraction_g,
 )
 from lymphonet.kinetics.steps import (
     Rates,
@@ -171,14 +171,7 @@ class LymphocyteKinetics(nn.Module):
     def fraction_survival(self, inputs: KineticsInputs, p: KineticParams):
         """Per-fraction survival (S_blood,k, S_res,k), each ``[B, K]`` (1)."""
         k = inputs.fraction_days.shape[1]
-        G = 1.0
-        if inputs.beam_on_s is not None:
-            mu_per_s = math.log(2.0) / (self.repair_half_time_h * 3600.0)
-            beam = inputs.beam_on_s
-            same = torch.where(inputs.fraction_mask, beam == beam[:, :1], True).all()
-            if bool(same):  # one beam-on time per patient: avoid [B, K, (L,) Q] work
-                beam = beam[:, :1]
-            G = lea_catcheside_g(beam * mu_per_s)  # [B, K] or [B, 1]
+        G = protraction_g(inputs, self.repair_half_time_h)  # [B, K], [B, 1] or 1.0
         alpha, beta = p.alpha_per_gy.reshape(-1, 1), p.beta_per_gy2.reshape(-1, 1)
         d = inputs.blood_dose_q_gy
         if d.dim() == 2:

@@ -46,6 +46,10 @@ class ParamSpec:
     description: str
     source: str
 
+    def physical(self, theta: torch.Tensor) -> torch.Tensor:
+        """The bounded map: ``lower + (upper - lower) sigmoid(centre_logit + theta)``."""
+        return self.lower + (self.upper - self.lower) * torch.sigmoid(self.centre_logit + theta)
+
     @property
     def centre_logit(self) -> float:
         """logit((prior - lower) / (upper - lower)): the sigmoid offset that makes theta=0 -> prior."""
@@ -217,6 +221,20 @@ def dphysical_dtheta(theta: torch.Tensor) -> torch.Tensor:
     return (hi - lo) * s * (1 - s)
 
 
+def place_columns(theta_sub: torch.Tensor, idx: list[int], n: int,
+                  base: torch.Tensor | None = None) -> torch.Tensor:
+    """Put the columns of ``theta_sub`` (``[..., len(idx)]``) at positions ``idx`` of a full
+    ``[..., n]`` theta whose other columns are ``base`` (default zeros = prior); keeps the graph
+    for ``theta_sub`` without in-place ops on a leaf."""
+    shape = theta_sub.shape[:-1] + (n,)
+    full = (torch.zeros(shape, dtype=theta_sub.dtype, device=theta_sub.device) if base is None
+            else base.to(theta_sub.dtype).expand(shape).clone())
+    pieces = list(full.unbind(-1))
+    for j, i in enumerate(idx):
+        pieces[i] = theta_sub[..., j]
+    return torch.stack(pieces, dim=-1)
+
+
 def expand_theta(theta_sub: torch.Tensor, names: tuple[str, ...] | list[str],
                  base: torch.Tensor | None = None) -> torch.Tensor:
     """Place a subset of theta columns (``[..., len(names)]``) into a full ``[..., n_params]``.
@@ -227,11 +245,4 @@ def expand_theta(theta_sub: torch.Tensor, names: tuple[str, ...] | list[str],
         base: Full theta giving the values of the other columns (default zeros = prior).
     """
     idx = [PARAM_NAMES.index(param_spec(n).name) for n in names]
-    shape = theta_sub.shape[:-1] + (N_PARAMS,)
-    full = (torch.zeros(shape, dtype=theta_sub.dtype, device=theta_sub.device) if base is None
-            else base.to(theta_sub.dtype).expand(shape).clone())
-    # index_copy keeps the graph for theta_sub without in-place ops on a leaf
-    pieces = list(full.unbind(-1))
-    for j, i in enumerate(idx):
-        pieces[i] = theta_sub[..., j]
-    return torch.stack(pieces, dim=-1)
+    return place_columns(theta_sub, idx, N_PARAMS, base)

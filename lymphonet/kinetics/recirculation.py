@@ -43,7 +43,6 @@ differentiable), one for steps with and one for steps without chemotherapy.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +50,7 @@ from torch import nn
 
 from lymphonet.kinetics.model import chemo_window, mean_survival
 from lymphonet.kinetics.params import ParamSpec
-from lymphonet.kinetics.schedule import KineticsInputs, lea_catcheside_g
+from lymphonet.kinetics.schedule import KineticsInputs, protraction_g
 from lymphonet.organs import LYMPHOID_ORGANS
 
 
@@ -126,10 +125,7 @@ def recirculation_params(theta: torch.Tensor) -> dict[str, torch.Tensor]:
     (the bounded map of :mod:`lymphonet.kinetics.params`).
     """
     theta = theta if theta.dim() == 2 else theta[None]
-    out = {}
-    for j, s in enumerate(RECIRCULATION_SPECS):
-        out[s.name] = s.lower + (s.upper - s.lower) * torch.sigmoid(s.centre_logit + theta[:, j])
-    return out
+    return {s.name: s.physical(theta[:, j]) for j, s in enumerate(RECIRCULATION_SPECS)}
 
 
 @dataclass
@@ -216,13 +212,7 @@ class RecirculationKinetics(nn.Module):
     def fraction_survival(self, inputs: KineticsInputs, p: dict[str, torch.Tensor]):
         """Per-fraction survival: blood ``[B, K]``, tissues ``[B, K, C]``, marrow stem ``[B, K, Q]``."""
         k = inputs.fraction_days.shape[1]
-        g = 1.0
-        if inputs.beam_on_s is not None:
-            mu = math.log(2.0) / (self.repair_half_time_h * 3600.0)
-            beam = inputs.beam_on_s
-            if bool(torch.where(inputs.fraction_mask, beam == beam[:, :1], True).all()):
-                beam = beam[:, :1]  # one beam-on time per patient: no [B, K, L, Q] work
-            g = lea_catcheside_g(beam * mu)                            # [B, K] or [B, 1]
+        g = protraction_g(inputs, self.repair_half_time_h)  # [B, K], [B, 1] or 1.0
         a, b = p["alpha_per_gy"][:, None], p["beta_per_gy2"][:, None]
         dose = inputs.blood_dose_q_gy
         dose = dose[:, None, :] if dose.dim() == 2 else dose

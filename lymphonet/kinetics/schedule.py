@@ -9,6 +9,7 @@ Doses are RBE-weighted Gy, so photons, protons and carbon ions need no special c
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields, replace
 
@@ -42,11 +43,12 @@ _REGIMEN_PATTERNS: tuple[tuple[str, str], ...] = (
 _NOT_GIVEN = r"\b(no|not|none|declined|without|omitted)\b"
 
 
-def regimen_code(text: str | None) -> int:
+def regimen_code(text: str | None, chemo: str | None = None) -> int:
     """Class code (index in :data:`CHEMO_REGIMENS`) of a free-text regimen; 0 when unknown,
-    mixed, none, or a phrase that says it was not given ("no TMZ", "declined")."""
+    mixed, none, a phrase that says it was not given ("no TMZ", "declined"), or when the course's
+    ``chemo`` is ``"none"`` (a regimen named for a course without chemotherapy was not given)."""
     t = (text or "").strip().lower()
-    if not t or re.search(_NOT_GIVEN, t):
+    if not t or chemo == "none" or re.search(_NOT_GIVEN, t):
         return 0
     for name, pattern in _REGIMEN_PATTERNS:
         if re.search(pattern, t):
@@ -108,6 +110,19 @@ def lea_catcheside_g(mu_t: torch.Tensor) -> torch.Tensor:
     g_big = 2.0 * (xs - 1.0 + torch.exp(-xs)) / xs**2
     g_small = 1.0 - x / 3.0 + x**2 / 12.0
     return torch.where(small, g_small, g_big)
+
+
+def protraction_g(inputs: KineticsInputs, repair_half_time_h: float) -> torch.Tensor | float:
+    """Lea-Catcheside factor G of every fraction of a batch: ``[B, K]``, or ``[B, 1]`` when every
+    patient has one beam-on time (so callers skip ``[B, K, (L,) Q]`` work), or 1.0 (acute) when
+    ``inputs.beam_on_s`` is None. Repair rate ``ln 2 / repair_half_time_h``."""
+    if inputs.beam_on_s is None:
+        return 1.0
+    mu_per_s = math.log(2.0) / (repair_half_time_h * 3600.0)
+    beam = inputs.beam_on_s
+    if bool(torch.where(inputs.fraction_mask, beam == beam[:, :1], True).all()):
+        beam = beam[:, :1]
+    return lea_catcheside_g(beam * mu_per_s)
 
 
 @dataclass
