@@ -25,9 +25,10 @@ def register(subparsers) -> None:
     p.add_argument("--early-days", type=float, default=14.0,
                    help="last lab day the early-fit mechanistic model sees (14)")
     p.add_argument("--models", default=None,
-                   help="comma-separated subset of: hybrid, cnn_only, mechanistic_population, "
-                        "mechanistic_early_fit, edic_logistic, dvh_logistic, "
-                        "dvh_gradient_boosting, kim_nomogram (default: all)")
+                   help="comma-separated subset of: hybrid, hybrid_no_cnn, hybrid_no_clinical, "
+                        "cnn_only, oracle (simulated cohorts), mechanistic_prior (theta = 0), "
+                        "mechanistic_population, mechanistic_early_fit, edic_logistic, "
+                        "dvh_logistic, dvh_gradient_boosting, kim_nomogram (default: all)")
     p.add_argument("--device", help="torch device for the networks (default cpu)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
                                           "the training run's store next to the checkpoint)")
@@ -37,8 +38,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from lymphonet.errors import InputError
-    from lymphonet.evaluation.estimators import MODEL_NAMES
     from lymphonet.evaluation.harness import EvaluationOptions, evaluate_models
+    from lymphonet.evaluation.registry import MODEL_NAMES
     from lymphonet.evaluation.report import write_report
 
     if bool(args.model) == bool(args.config):

@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one plan per modality per patient (same anatomy, features, theta)")
     p.add_argument("--spacing-mm", type=float, default=5.0, help="isotropic grid spacing (mm)")
     p.add_argument("--particles", type=int, default=5000, help="blood-dose particles per plan")
+    p.add_argument("--truth", default="recirculation", choices=("recirculation", "two_population"),
+                   help="kinetics core of the truth (default recirculation: NOT the hybrid's "
+                        "own two-population core; two_population is the correctly specified "
+                        "control)")
     p.add_argument("--no-trajectories", action="store_true",
                    help="do not write trajectories.parquet (true daily ALC)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     summary = simulate_cohort(
         args.n, args.sites, args.modalities, seed=args.seed, out_dir=args.out,
         paired=args.paired, spacing_mm=args.spacing_mm, particles=args.particles,
-        write_trajectories=not args.no_trajectories, progress=not args.quiet)
+        truth=args.truth, write_trajectories=not args.no_trajectories, progress=not args.quiet)
     print(f"wrote {summary.manifest['patient_id'].nunique()} patients, {len(summary.manifest)} "
           f"plans, {len(summary.labs)} lab values to {args.out} in {summary.elapsed_s:.1f} s "
           "(SIMULATED)")

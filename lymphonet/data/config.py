@@ -122,9 +122,10 @@ class CohortConfig:
     Attributes:
         path: A cohort folder in the data contract (manifest + labs); None = generate one.
         synthetic: In-memory synthetic contract data instead (smoke runs; no files).
-        n, sites, modalities, seed, paired, spacing_mm, particles: Settings of the generated
-            cohort (:func:`lymphonet.twin.cohort.simulate_cohort`); recorded with it, and a
-            change regenerates it.
+        n, sites, modalities, seed, paired, spacing_mm, particles, truth: Settings of the
+            generated cohort (:func:`lymphonet.twin.cohort.simulate_cohort`; ``truth`` is the
+            kinetics core that makes the true ALC, ``recirculation`` by default, not the
+            hybrid's own); recorded with it, and a change regenerates it.
     """
 
     path: str | None = None
@@ -136,3 +137,4 @@ class CohortConfig:
     paired: bool = False
     spacing_mm: float = 8.0
     particles: int = 5000
+    truth: str = "recirculation"

@@ -88,7 +88,7 @@ def ensure_cohort(c: CohortConfig, run_dir: Path, *, progress: bool = False) -> 
     print(f"generating a SIMULATED cohort of {c.n} patients in {root} ...", flush=True)
     simulate_cohort(c.n, list(c.sites), list(c.modalities), seed=c.seed, out_dir=root,
                     paired=c.paired, spacing_mm=c.spacing_mm, particles=c.particles,
-                    write_trajectories=False, progress=progress)
+                    truth=c.truth, write_trajectories=True, progress=progress)
     record.write_text(json.dumps(want, indent=1))
     return root
 

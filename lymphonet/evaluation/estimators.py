@@ -5,8 +5,8 @@ held-out fold it builds a :class:`FoldData` (what the fold offers: training, val
 held-out datasets, their tables and plan records, the run config, device, seed), then for every
 :class:`Estimator` calls ``fit(fold)`` (on the training folds) and ``predict(fold)`` (the held-out
 fold), pools the predictions over folds and scores them. Adding a model is writing an object
-with ``name``, ``fit`` and ``predict``; :data:`ESTIMATORS` maps the names of
-:data:`MODEL_NAMES` to the built-in ones:
+with ``name``, ``fit`` and ``predict``; :mod:`.registry` maps model names to the built-in ones
+(these, and the oracle, floor and ablations of :mod:`.reference_models`):
 
 * networks (:class:`HybridEstimator`, :class:`CNNOnlyEstimator`), trained on the training folds
   with early stopping on the validation fold through ``train.py``'s one loop
@@ -31,7 +31,6 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from lymphonet import metrics as M
-from lymphonet.errors import InputError
 from lymphonet.evaluation.baselines import (
     DVHGradientBoosting,
     DVHLogistic,
@@ -43,9 +42,6 @@ from lymphonet.evaluation.mechanistic import MechanisticEarlyFit, MechanisticPop
 from lymphonet.evaluation.networks import network_predictions, train_network
 from lymphonet.evaluation.tables import Outcomes, Predictions, outcomes_of
 
-#: Models in report order (``kim_nomogram`` only with coefficients, see baselines).
-MODEL_NAMES = ("hybrid", "cnn_only", "mechanistic_population", "mechanistic_early_fit",
-               "edic_logistic", "dvh_logistic", "dvh_gradient_boosting", "kim_nomogram")
 ENDPOINTS = ("g3", "g4")
 
 
@@ -67,6 +63,8 @@ class FoldData:
             (:func:`~lymphonet.evaluation.mechanistic.dataset_table`).
         shared: Work the estimators of this fold share (the mechanistic population fit, under
             ``"mechanistic_population"``).
+        truth: The simulator's truth of the cohort
+            (:class:`~lymphonet.evaluation.truth.CohortTruth`), or None.
     """
 
     fold: int
@@ -82,6 +80,7 @@ class FoldData:
     fit_table: dict
     test_table: dict
     shared: dict[str, Any] = field(default_factory=dict)
+    truth: Any = None
 
     @property
     def encoder(self):
@@ -102,7 +101,7 @@ class FoldData:
     @cached_property
     def outcomes(self) -> Outcomes:
         """What was observed for the held-out plans."""
-        return outcomes_of(self.test_table, self.test_plans, self.fold)
+        return outcomes_of(self.test_table, self.test_plans, self.fold, self.truth)
 
     @cached_property
     def fit_labels(self) -> dict[str, np.ndarray]:
@@ -195,7 +194,9 @@ class CNNOnlyEstimator(HybridEstimator):
         super().__init__(None)
 
     def model_config(self, config):
-        return replace(config.model, use_kinetics=False)
+        # knots dense in the first weeks, where most nadirs fall (evenly spaced knots ~41 days
+        # apart could not resolve them)
+        return replace(config.model, use_kinetics=False, knot_spacing="quadratic")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,34 +340,3 @@ class KimNomogramEstimator:
         g3 = np.full(len(x), np.nan)
         g3[brain] = self.model_.predict_proba(x[brain])[:, 1]
         return Predictions(g3=g3, g4=np.full(len(x), np.nan))
-
-
-# ---------------------------------------------------------------------------------------------
-# registry
-
-#: Model name -> estimator class (:func:`make_estimator` configures them).
-ESTIMATORS: dict[str, type] = {
-    "hybrid": HybridEstimator, "cnn_only": CNNOnlyEstimator,
-    "mechanistic_population": MechanisticPopulationEstimator,
-    "mechanistic_early_fit": MechanisticEarlyFitEstimator,
-    "edic_logistic": EDICLogisticEstimator, "dvh_logistic": DVHLogisticEstimator,
-    "dvh_gradient_boosting": DVHGradientBoostingEstimator, "kim_nomogram": KimNomogramEstimator}
-
-
-def make_estimator(name: str, *, early_days: float = 14.0,
-                   kim_coefficients: dict[str, float] | None = None,
-                   pretrained: PretrainedNetwork | None = None) -> Estimator:
-    """The estimator registered as ``name`` (one of :data:`MODEL_NAMES`), configured.
-
-    Args:
-        name: Model name.
-        early_days: Last lab day of the early-fit mechanistic model.
-        kim_coefficients: Coefficients of the Kim nomogram (None: refused, not invented).
-        pretrained: The hybrid to use as is on its own test fold.
-    """
-    if name not in ESTIMATORS:
-        raise InputError(f"unknown models {[name]}; known {list(MODEL_NAMES)}", field="models")
-    settings = {"hybrid": {"pretrained": pretrained},
-                "mechanistic_early_fit": {"early_days": early_days},
-                "kim_nomogram": {"coefficients": kim_coefficients}}
-    return ESTIMATORS[name](**settings.get(name, {}))

@@ -27,14 +27,13 @@ import pandas as pd
 
 from lymphonet.errors import InputError
 from lymphonet.evaluation.estimators import (
-    MODEL_NAMES,
     Estimator,
     FoldData,
     NotScored,
     PretrainedNetwork,
-    make_estimator,
 )
 from lymphonet.evaluation.networks import load_trained
+from lymphonet.evaluation.registry import MODEL_NAMES, make_estimator
 from lymphonet.evaluation.tables import (
     Outcomes,
     Predictions,
@@ -57,6 +56,8 @@ class EvaluationOptions:
         device: Torch device for the networks (default CPU).
         kim_coefficients: Coefficients for :class:`~lymphonet.evaluation.baselines.KimNomogram`.
         progress: Print one line per fold and model.
+        reference: Model the paired differences are taken against (``"<model> - <reference>"``
+            rows; falls back to the first scored model when it was not run).
     """
 
     folds: str | Sequence[int] | None = None
@@ -67,6 +68,7 @@ class EvaluationOptions:
     device: str | None = None
     kim_coefficients: dict[str, float] | None = None
     progress: bool = False
+    reference: str = "hybrid"
 
 
 @dataclass
@@ -82,12 +84,14 @@ class EvaluationResult:
 
 @dataclass(frozen=True)
 class _Split:
-    """The cohort, each plan's fold in the saved split, and where the split lives."""
+    """The cohort, each plan's fold in the saved split, where the split lives, and the
+    simulator's truth (None for a cohort without)."""
 
     cohort: Any
     plan_fold: np.ndarray
     n_folds: int
     directory: Path
+    truth: Any = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +132,9 @@ def _load_split(cohort: str | Path, config) -> _Split:
                          file=split_dir / "splits.csv", field="fold")
     fold_of = dict(zip(splits["plan_id"], splits["fold"]))
     plan_fold = np.array([fold_of[p.plan_id] for p in coh.plans])
-    return _Split(coh, plan_fold, n_folds, split_dir)
+    from lymphonet.evaluation.truth import CohortTruth
+
+    return _Split(coh, plan_fold, n_folds, split_dir, CohortTruth.load(root))
 
 
 def fold_data(split: _Split, config, k: int, *, seed: int, device,
@@ -154,7 +160,8 @@ def fold_data(split: _Split, config, k: int, *, seed: int, device,
               "n_dose_summary": train.n_dose_summary}
     return FoldData(fold=k, val_fold=val, seed=seed, config=config, device=device, train=train,
                     val=val_ds, test=test, fit=fit, model_inputs=inputs,
-                    fit_table=dataset_table(fit), test_table=dataset_table(test))
+                    fit_table=dataset_table(fit), test_table=dataset_table(test),
+                    truth=split.truth)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,13 +265,16 @@ def evaluate_models(cohort: str | Path, *, checkpoint: str | Path | None = None,
     folds = (fold_data(split, config, k, seed=opts.seed + k, device=dev,
                        encoder=trained[0] if trained and k == own else None) for k in fold_list)
     outcomes, pooled, notes = run_estimators(folds, ests, opts.progress)
-    table = score_predictions(pooled, outcomes, n_boot=opts.n_boot, seed=opts.seed)
+    reference = opts.reference if opts.reference in pooled else next(iter(pooled), opts.reference)
+    table = score_predictions(pooled, outcomes, n_boot=opts.n_boot, seed=opts.seed,
+                              reference=reference)
     settings = {"folds": fold_list, "n_folds": split.n_folds, "n_boot": opts.n_boot,
                 "seed": opts.seed, "early_days": opts.early_days,
                 "checkpoint": str(checkpoint) if checkpoint else None,
                 "n_plans": len(outcomes.plan_ids),
                 "n_patients": len(set(outcomes.patient_ids)),
-                "simulated": (split.directory / "truth.csv").is_file()}
+                "simulated": (split.directory / "truth.csv").is_file(),
+                "truth_metrics": split.truth is not None, "reference": reference}
     return EvaluationResult(table, pooled, outcomes, notes, settings)
 
 

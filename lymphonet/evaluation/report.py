@@ -28,7 +28,9 @@ SUMMARY_METRICS = (("auroc_g3", "AUROC G>=3"), ("auroc_g4", "AUROC G4"),
                    ("calibration_slope_g4", "cal. slope G4"),
                    ("calibration_intercept_g4", "cal. intercept G4"),
                    ("log_alc_rmse_all", "log-ALC RMSE"), ("nadir_mae", "nadir MAE"),
-                   ("coverage", "90% coverage"))
+                   ("coverage", "90% coverage"),
+                   ("true_log_alc_rmse", "log-ALC RMSE vs truth"),
+                   ("true_auroc_g4", "AUROC G4 vs true grade"))
 SUBGROUP_METRICS = (("auroc_g3", "AUROC G>=3"), ("auroc_g4", "AUROC G4"),
                     ("brier_g4", "Brier G4"), ("log_alc_rmse_all", "log-ALC RMSE"),
                     ("nadir_mae", "nadir MAE"), ("mean_p_g4", "mean P(G4)"))

@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from lymphonet import metrics as M
+from lymphonet.evaluation.truth import truth_values
 
-METRIC_COLUMNS = ("model", "metric", "subgroup", "value", "ci_low", "ci_high", "n")
+METRIC_COLUMNS = ("model", "metric", "subgroup", "value", "ci_low", "ci_high", "n",
+                  "boot_undefined")
 PARTICLES = ("proton", "carbon")
 
 
@@ -48,6 +50,8 @@ class Outcomes:
         plan_ids, patient_ids, sites, modalities: ``[N]`` str arrays; folds: ``[N]`` int.
         obs_days, obs_alc, obs_mask: ``[N, M]`` labs (days, 10^9/L, bool).
         end_rt_day: ``[N]`` day of the last fraction.
+        true_days, true_alc, true_nadir, true_grade: ``[T]``, ``[N, T]``, ``[N]``, ``[N]`` the
+            simulator's truth (:mod:`lymphonet.evaluation.truth`), or None for a cohort without.
     """
 
     plan_ids: np.ndarray
@@ -59,6 +63,10 @@ class Outcomes:
     obs_alc: np.ndarray
     obs_mask: np.ndarray
     end_rt_day: np.ndarray
+    true_days: np.ndarray | None = None
+    true_alc: np.ndarray | None = None
+    true_nadir: np.ndarray | None = None
+    true_grade: np.ndarray | None = None
 
     @property
     def nadir(self) -> np.ndarray:
@@ -66,11 +74,17 @@ class Outcomes:
         return M.observed_nadir(self.obs_days, self.obs_alc, self.obs_mask)
 
 
-def outcomes_of(table: dict, plans, fold: int) -> Outcomes:
+def outcomes_of(table: dict, plans, fold: int, truth=None) -> Outcomes:
     """The observed outcomes of N plans (``table``: their batch-contract arrays) held out in
-    ``fold``."""
+    ``fold``, with the simulator's truth of the plans when ``truth`` (a
+    :class:`~lymphonet.evaluation.truth.CohortTruth`) is given."""
     days = table["fraction_days"].numpy()
     mask = table["fraction_mask"].numpy()
+    extra = {}
+    if truth is not None:
+        alc, nadir, grade = truth.rows([p.plan_id for p in plans])
+        extra = {"true_days": truth.days, "true_alc": alc, "true_nadir": nadir,
+                 "true_grade": grade}
     return Outcomes(
         plan_ids=np.array([p.plan_id for p in plans]),
         patient_ids=np.array([p.patient_id for p in plans]),
@@ -78,7 +92,7 @@ def outcomes_of(table: dict, plans, fold: int) -> Outcomes:
         modalities=np.array([p.modality for p in plans]),
         folds=np.full(len(plans), fold), obs_days=table["obs_days"].numpy().astype(float),
         obs_alc=table["obs_alc"].numpy().astype(float), obs_mask=table["obs_mask"].numpy(),
-        end_rt_day=np.where(mask, days, -np.inf).max(1))
+        end_rt_day=np.where(mask, days, -np.inf).max(1), **extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,8 +111,15 @@ def concat_outcomes(parts: list[Outcomes]) -> Outcomes:
     kw = {}
     for name in Outcomes.__dataclass_fields__:
         vals = [getattr(p, name) for p in parts]
-        kw[name] = _pad_cat(vals, False if name == "obs_mask" else 0) if vals[0].ndim == 2 \
-            else np.concatenate(vals)
+        if any(v is None for v in vals):
+            kw[name] = None
+        elif name == "true_days":
+            kw[name] = max(vals, key=len)  # grids of several cohorts all start at day 0
+        elif name == "true_alc":
+            kw[name] = _pad_cat(vals, np.nan)
+        else:
+            kw[name] = _pad_cat(vals, False if name == "obs_mask" else 0) if vals[0].ndim == 2 \
+                else np.concatenate(vals)
     return Outcomes(**kw)
 
 
@@ -174,9 +195,14 @@ def _observed_values(labels, nadir, w) -> dict[str, tuple[np.ndarray, int]]:
 
 
 def _row(model, metric, group, arr, n, level) -> dict[str, Any]:
-    lo, hi = M.percentile_ci(arr[1:], level)
+    """One table row; ``boot_undefined`` counts the replicates where the metric is undefined
+    (e.g. no event drawn), which the percentile interval leaves out: read the interval as
+    conditional on the metric existing, and distrust it when the count is large."""
+    boot = np.asarray(arr[1:], float)
+    lo, hi = M.percentile_ci(boot, level)
     return {"model": model, "metric": metric, "subgroup": group, "value": float(arr[0]),
-            "ci_low": lo, "ci_high": hi, "n": n}
+            "ci_low": lo, "ci_high": hi, "n": n,
+            "boot_undefined": int((~np.isfinite(boot)).sum())}
 
 
 def score_predictions(predictions: dict[str, Predictions], outcomes: Outcomes, *,
@@ -210,6 +236,10 @@ def score_predictions(predictions: dict[str, Predictions], outcomes: Outcomes, *
     for group, mask in subgroups(outcomes).items():
         w = w_all * mask[None]
         vals = {m: _model_values(p, labels, stats[m], w) for m, p in predictions.items()}
+        if outcomes.true_alc is not None:
+            for m, p in predictions.items():
+                vals[m].update(truth_values(p, outcomes.true_days, outcomes.true_alc,
+                                            outcomes.true_nadir, outcomes.true_grade, w))
         vals["observed"] = _observed_values(labels, nadir, w)
         for m, v in vals.items():
             rows += [_row(m, k, group, a, c, level) for k, (a, c) in v.items()]

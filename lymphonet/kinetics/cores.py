@@ -69,19 +69,30 @@ def expand(core: str, theta_sub: torch.Tensor, names: tuple[str, ...]) -> torch.
     return place_columns(theta_sub, [all_names.index(n) for n in names], len(all_names))
 
 
+def specs(core: str) -> tuple:
+    """The core's :class:`~lymphonet.kinetics.params.ParamSpec` per theta column, in order."""
+    _check(core)
+    if core == "two_population":
+        from lymphonet.kinetics.params import PARAM_SPECS
+
+        return PARAM_SPECS
+    from lymphonet.kinetics.recirculation import RECIRCULATION_SPECS
+
+    return RECIRCULATION_SPECS
+
+
 def constants(core: str) -> dict:
     """The core's fixed constants that predictions depend on but weights do not hold: each
     parameter's (prior, lower, upper) and the resident-pool shares (recorded in bundles)."""
-    _check(core)
     if core == "two_population":
         from lymphonet.kinetics.model import ORGAN_SHARE_OF_BODY
-        from lymphonet.kinetics.params import PARAM_SPECS
 
-        specs, shares = PARAM_SPECS, dict(ORGAN_SHARE_OF_BODY)
+        shares = dict(ORGAN_SHARE_OF_BODY)
     else:
-        from lymphonet.kinetics.recirculation import RECIRCULATION_SPECS, TISSUES
+        from lymphonet.kinetics.recirculation import TISSUES
 
-        specs, shares = RECIRCULATION_SPECS, {t.name: t.share for t in TISSUES}
+        shares = {t.name: t.share for t in TISSUES}
+    specs_ = specs(core)
     return {"core": core,
-            "params": {p.name: [float(p.prior), float(p.lower), float(p.upper)] for p in specs},
+            "params": {p.name: [float(p.prior), float(p.lower), float(p.upper)] for p in specs_},
             "organ_share": {k: float(v) for k, v in shares.items()}}

@@ -66,6 +66,7 @@ class ModelConfig:
     n_days: int = 200
     steps_per_day: int = 1
     n_output_knots: int = 12
+    knot_spacing: str = "linear"
     noise_knots: int = 4
     init_sigma: float = 0.3
 
@@ -146,7 +147,7 @@ class HybridModel(nn.Module):
 
         With the kinetics layer: the full unconstrained theta (``P`` = number of kinetic
         parameters: bounded adjustments + population shift). Without it (the CNN-only ablation):
-        the ``P = n_output_knots`` values of log(ALC / baseline) at evenly spaced knots.
+        the ``P = n_output_knots`` values of log(ALC / baseline) at knots spaced per ``knot_spacing``.
 
         Args:
             image: ``[B, C, D, H, W]`` (ignored when the CNN is off).
@@ -190,7 +191,9 @@ class HybridModel(nn.Module):
             return out.alc, out.days.float()
         base = batch["baseline_alc"].float()
         days = torch.arange(n_days, dtype=torch.float32, device=base.device)
-        knot_days = torch.linspace(0, n_days - 1, self.cfg.n_output_knots, device=base.device)
+        u = torch.linspace(0, 1, self.cfg.n_output_knots, device=base.device)
+        # quadratic spacing resolves the first weeks, where most nadirs fall
+        knot_days = (n_days - 1) * (u ** 2 if self.cfg.knot_spacing == "quadratic" else u)
         log_ratio = interpolate_days(net_out.float(), knot_days, days.expand(base.shape[0], -1))
         return base[:, None] * log_ratio.exp(), days
 

@@ -33,18 +33,14 @@ import pandas as pd
 import torch
 
 from lymphonet.errors import InputError
-from lymphonet.kinetics import PARAM_NAMES, nadir
+from lymphonet.kinetics import nadir
 from lymphonet.schema import ctcae_grade
 from lymphonet.twin.cohort_files import write_cohort_files, write_patient_files
 from lymphonet.twin.cohort_types import CohortSpec, CohortSummary
-from lymphonet.twin.covariates import DRIVER_NAMES
+from lymphonet.twin.dose_effects import DRIVER_NAMES
 from lymphonet.twin.labs import DAYS_PER_MONTH, sample_labs
-from lymphonet.twin.patient import (
-    SimulatedPlan,
-    child_seed,
-    simulate_patient,
-    true_trajectories,
-)
+from lymphonet.twin.patient import SimulatedPlan, child_seed, simulate_patient
+from lymphonet.twin.truth import true_trajectories, truth_names
 
 
 def simulate_cohort(
@@ -147,7 +143,7 @@ def _summarise(spec: CohortSpec, records: list[SimulatedPlan], paths: dict[str, 
     """True trajectories of all plans, then labs, manifest and truth patient by patient."""
     rules = spec.labs
     n_days = max(rules.last_day(float(r.fraction_days[-1])) for r in records) + 1
-    alc, phys, final = true_trajectories(records, n_days)
+    alc, phys, final = true_trajectories(records, n_days, spec.truth)
     manifest_rows, truth_rows, lab_tables = [], [], []
     for group, lab_seed in zip(_patient_groups(records), lab_seeds, strict=True):
         first = records[group[0]]
@@ -201,11 +197,12 @@ def _truth_row(rec: SimulatedPlan, alc: np.ndarray, phys: np.ndarray, final: flo
     for label, months in (("end_rt", 0.0), ("month3", 3.0), ("month6", 6.0), ("month12", 12.0)):
         row[f"alc_{label}"] = float(alc[min(round(last + 1 + DAYS_PER_MONTH * months), len(alc) - 1)])
     row["dropout_day"] = round(dropout_day, 1)
-    row.update({f"theta_{n}": float(v) for n, v in zip(PARAM_NAMES, rec.theta)})
-    row.update({n: float(v) for n, v in zip(PARAM_NAMES, phys)})
+    names = truth_names(rec.truth)
+    row.update({f"theta_{n}": float(v) for n, v in zip(names, rec.theta)})
+    row.update({n: float(v) for n, v in zip(names, phys)})
     for part in ("re", "cov", "dose"):
         vec = getattr(rec, f"theta_{part}")
-        row.update({f"theta_{part}_{n}": float(v) for n, v in zip(PARAM_NAMES, vec)})
+        row.update({f"theta_{part}_{n}": float(v) for n, v in zip(names, vec)})
     row.update({k: float(rec.drivers[k]) for k in DRIVER_NAMES})
     f = rec.features
     row.update({"mean_body_dose_gy": f.mean_body_dose_gy, "edic_gy": f.edic_gy,

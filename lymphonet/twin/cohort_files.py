@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lymphonet.kinetics import PARAM_SPECS
+from lymphonet.kinetics.cores import specs
 from lymphonet.twin.cohort_readme import cohort_readme
 from lymphonet.twin.cohort_types import CohortSpec, CohortSummary
-from lymphonet.twin.covariates import effects_dict
 from lymphonet.twin.patient import SimulatedPlan
+from lymphonet.twin.truth import effects_record
 
 __all__ = ["write_cohort_files", "write_patient_files"]
 
@@ -54,9 +54,9 @@ def write_cohort_files(summary: CohortSummary, spec: CohortSpec, root: Path, *,
     if trajectories:
         _write_trajectories(summary, root / "trajectories.parquet")
     info = {"settings": _settings_record(spec, write_volumes),
-            "effects": effects_dict(spec.cov_effects, spec.dose_effects),
+            "effects": effects_record(spec.truth, spec.patient.covariates, spec.patient.dose),
             "kinetic_priors": {s.name: {"prior": s.prior, "lower": s.lower, "upper": s.upper}
-                               for s in PARAM_SPECS},
+                               for s in specs(spec.truth)},
             "n_days": len(summary.days)}
     (root / "effects.json").write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
     (root / "README.md").write_text(cohort_readme(summary, spec, trajectories), encoding="utf-8")
@@ -66,7 +66,7 @@ def _settings_record(spec: CohortSpec, write_volumes: bool) -> dict:
     """The settings block of effects.json."""
     return {"n": spec.n, "sites": list(spec.sites), "modalities": list(spec.modalities),
             "seed": spec.seed, "paired": spec.paired, "spacing_mm": spec.spacing_mm,
-            "particles": spec.particles, "n_quantiles": spec.n_quantiles,
+            "particles": spec.particles, "n_quantiles": spec.n_quantiles, "truth": spec.truth,
             "write_volumes": write_volumes}
 
 

@@ -4,11 +4,13 @@ parameter, and an outcome summary (SIMULATED)."""
 from __future__ import annotations
 
 from lymphonet.dosimetry.blood_dose import DEFAULT_TAU_C_S
-from lymphonet.kinetics import PARAM_SPECS
+from lymphonet.kinetics.cores import specs
 from lymphonet.twin.cohort_types import CohortSpec, CohortSummary
-from lymphonet.twin.covariates import DRIVER_NAMES, describe_clinical, describe_effects
+from lymphonet.twin.covariates import describe_clinical, describe_covariates
+from lymphonet.twin.dose_effects import DRIVER_NAMES, describe_dose_effects
 from lymphonet.twin.labs import describe_schedule
 from lymphonet.twin.patient import MAX_BREAK_DAYS, P_BREAK
+from lymphonet.twin.truth import describe_truth
 
 __all__ = ["README_TEMPLATE", "cohort_readme"]
 
@@ -16,8 +18,8 @@ __all__ = ["README_TEMPLATE", "cohort_readme"]
 README_TEMPLATE = """# SIMULATED lymphopenia cohort (digital twins)
 
 **Everything here is SIMULATED**: cartoon anatomy, analytic dose, invented patients, lymphocyte
-counts from lymphonet's own mechanistic model with made-up patient effects. For method
-development and tests only, never for clinical conclusions.
+counts from a lymphonet mechanistic model (truth core `{truth}`) with made-up patient effects.
+For method development and tests only, never for clinical conclusions.
 
 Made by (blood-dose particles {particles}, intra-organ correlation tau_c {tau_c_s:g} s, Q = {n_quantiles}):
 
@@ -69,11 +71,15 @@ G4 < 0.2 x 10^9/L); `final_baseline_alc` (lowered set point); `alc_end_rt`, `alc
 Schedules, techniques and the probability of concurrent chemotherapy per schedule follow
 `lymphonet.twin.sites` (docs/twin.md).
 
-## Kinetics and patient-specific parameters
+## Kinetics and patient-specific parameters: how the truth differs from the model
 
-True ALC = `LymphocyteKinetics` (docs/kinetics.md) run daily on days 0..{last_day}
+True ALC = the `{truth}` kinetics core (docs/kinetics.md) run daily on days 0..{last_day}
 with the plan's blood-dose and lymphoid-organ dose quantiles, fraction days, chemo (concurrent
-window) and the patient's theta. Priors at generation (theta = 0):
+window and regimen) and the patient's theta.
+
+{truth_text}
+
+Priors of the truth core (theta = 0; the population theta is added to them):
 
 | parameter | unit | prior | bounds |
 |---|---|---|---|
@@ -112,15 +118,17 @@ def cohort_readme(summary: CohortSummary, spec: CohortSpec, trajectories: bool) 
                       if trajectories else "not written"),
         p_break=P_BREAK, max_break_days=MAX_BREAK_DAYS, last_day=last_day,
         drivers=", ".join(DRIVER_NAMES), clinical=describe_clinical(list(spec.sites)),
-        priors=_priors_table(), effects=describe_effects(spec.cov_effects, spec.dose_effects),
+        priors=_priors_table(spec.truth), truth=spec.truth, truth_text=describe_truth(spec.truth),
+        effects=(describe_covariates(spec.patient.covariates) + "\n\n"
+                 + describe_dose_effects(spec.patient.dose)),
         labs=describe_schedule(spec.labs), grade_rows=_grade_rows(summary),
         mean_body_dose=_mean_body_dose(summary))
 
 
-def _priors_table() -> str:
-    """Rows ``| parameter | unit | prior | bounds |`` of the kinetic priors in force."""
+def _priors_table(truth: str) -> str:
+    """Rows ``| parameter | unit | prior | bounds |`` of the truth core's priors."""
     return "\n".join(f"| `{s.name}` | {s.unit} | {s.prior:g} | [{s.lower:g}, {s.upper:g}] |"
-                     for s in PARAM_SPECS)
+                     for s in specs(truth))
 
 
 def _grade_rows(summary: CohortSummary) -> str:

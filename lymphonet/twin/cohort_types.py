@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from lymphonet.errors import InputError
-from lymphonet.twin.covariates import CovariateEffects, DoseEffects
+from lymphonet.twin.covariates import CovariateEffects
+from lymphonet.twin.dose_effects import DoseEffects
 from lymphonet.twin.labs import LabSchedule
 from lymphonet.twin.patient import PatientSettings, SimulatedPlan
 from lymphonet.twin.sites import get_site
+from lymphonet.twin.truth import DEFAULT_TRUTH, truth_names
 
 __all__ = ["MODALITIES", "CohortSpec", "CohortSummary"]
 
@@ -46,7 +48,10 @@ class CohortSpec:
         spacing_mm: Isotropic grid spacing of phantoms and doses (mm).
         particles: Blood-dose particles per plan.
         n_quantiles: Quantile levels of the plan features.
-        lab_schedule, cov_effects, dose_effects: Rules and coefficients (None: module defaults).
+        lab_schedule, cov_effects, dose_effects: Rules and coefficients (None: the defaults of
+            the lab module and of the truth core).
+        truth: Kinetics core that makes the true ALC (:data:`~lymphonet.twin.truth.TRUTH_CORES`;
+            default ``recirculation``, not the hybrid's own core).
 
     Raises:
         InputError: bad n, unknown site or modality.
@@ -63,6 +68,7 @@ class CohortSpec:
     lab_schedule: LabSchedule | None = None
     cov_effects: CovariateEffects | None = None
     dose_effects: DoseEffects | None = None
+    truth: str = DEFAULT_TRUTH
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", _names(self.sites))
@@ -73,6 +79,7 @@ class CohortSpec:
             raise InputError("name at least one site", field="sites")
         for s in self.sites:
             get_site(s)
+        truth_names(self.truth)
         bad = [m for m in self.modalities if m not in MODALITIES]
         if not self.modalities or bad:
             raise InputError(f"unknown modalities {bad}; use photon, proton, carbon",
@@ -82,7 +89,7 @@ class CohortSpec:
     def patient(self) -> PatientSettings:
         """The per-patient settings (grid, blood-dose engine, coefficients)."""
         return PatientSettings(self.spacing_mm, self.particles, self.n_quantiles,
-                               self.cov_effects, self.dose_effects)
+                               self.cov_effects, self.dose_effects, self.truth)
 
     @property
     def labs(self) -> LabSchedule:
@@ -104,7 +111,8 @@ class CohortSpec:
         return (f"lymphonet simulate-cohort --n {self.n} --sites {','.join(self.sites)} "
                 f"--modalities {','.join(self.modalities)} "
                 f"--seed {self.seed}{' --paired' if self.paired else ''} "
-                f"--spacing-mm {self.spacing_mm:g} --particles {self.particles}")
+                f"--spacing-mm {self.spacing_mm:g} --particles {self.particles} "
+                f"--truth {self.truth}")
 
 
 @dataclass

@@ -3,8 +3,9 @@
 For each patient: clinical features (:mod:`.covariates`), a site phantom, a schedule (with
 occasional treatment breaks) and chemotherapy, one plan per modality, plan features (blood-dose
 quantiles, lymphoid-organ doses) and a patient-specific theta (random effect + covariates + where
-the dose falls). :func:`true_trajectories` runs the kinetics layer on such plans for the true daily
-ALC. :func:`lymphonet.twin.cohort.simulate_cohort` puts patients together into a cohort.
+the dose falls), in the columns of the truth core (:mod:`.truth`, which also runs the truth on such
+plans for the true daily ALC). :func:`lymphonet.twin.cohort.simulate_cohort` puts patients
+together into a cohort.
 """
 
 from __future__ import annotations
@@ -12,23 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from lymphonet.dosimetry.plan_features import PlanFeatures, plan_features
 from lymphonet.io.volume import StructureSet
-from lymphonet.kinetics import LymphocyteKinetics, theta_to_tensor
-from lymphonet.kinetics.simulate import inputs_from_features
 from lymphonet.schema import weekday_fraction_days
 from lymphonet.twin.covariates import (
     ClinicalFeatures,
     CovariateEffects,
-    DoseEffects,
     covariate_shift,
-    dose_drivers,
-    dose_shift,
     draw_clinical,
-    draw_random_effect,
 )
+from lymphonet.twin.dose_effects import DoseEffects, dose_drivers, dose_shift
+from lymphonet.twin.phantoms import add_reactive_nodes
 from lymphonet.twin.plans import Plan
 from lymphonet.twin.sites import (
     Schedule,
@@ -38,9 +34,15 @@ from lymphonet.twin.sites import (
     plan_for_site,
     site_phantom,
 )
+from lymphonet.twin.truth import (
+    DEFAULT_TRUTH,
+    draw_random_effect,
+    population_theta,
+    truth_names,
+)
 
 __all__ = ["MAX_BREAK_DAYS", "P_BREAK", "PatientSettings", "SimulatedPlan", "child_seed",
-           "fraction_days_with_breaks", "simulate_patient", "true_trajectories"]
+           "fraction_days_with_breaks", "simulate_patient"]
 
 #: Treatment breaks: probability that a course has one, and its length (1-3 treatment days).
 P_BREAK, MAX_BREAK_DAYS = 0.25, 3
@@ -54,7 +56,9 @@ class PatientSettings:
         spacing_mm: Isotropic grid spacing of phantoms and doses (mm).
         particles: Blood-dose particles per plan.
         n_quantiles: Quantile levels Q of the plan features.
-        cov_effects, dose_effects: Coefficients (defaults from :mod:`.covariates`).
+        cov_effects, dose_effects: Coefficients (None: the truth core's defaults,
+            :meth:`CovariateEffects.for_core`, :meth:`DoseEffects.for_core`).
+        truth: Kinetics core of the truth (:data:`~lymphonet.twin.truth.TRUTH_CORES`).
     """
 
     spacing_mm: float = 5.0
@@ -62,6 +66,17 @@ class PatientSettings:
     n_quantiles: int = 32
     cov_effects: CovariateEffects | None = None
     dose_effects: DoseEffects | None = None
+    truth: str = DEFAULT_TRUTH
+
+    @property
+    def covariates(self) -> CovariateEffects:
+        """The covariate effects in force."""
+        return self.cov_effects or CovariateEffects.for_core(self.truth)
+
+    @property
+    def dose(self) -> DoseEffects:
+        """The dose-location effects in force."""
+        return self.dose_effects or DoseEffects.for_core(self.truth)
 
 
 @dataclass
@@ -76,8 +91,10 @@ class SimulatedPlan:
         features: Plan features (blood and lymphoid dose quantiles, dose summaries).
         fraction_days: ``[K]`` day of each fraction.
         chemo: ``"concurrent"`` or ``"none"``.
-        theta_re, theta_cov, theta_dose: ``[9]`` parts of theta; ``theta`` is their sum.
-        drivers: Dose-location summaries (:func:`~lymphonet.twin.covariates.dose_drivers`).
+        theta_re, theta_cov, theta_dose: ``[P]`` parts of theta in the truth core's columns;
+            ``theta`` is their sum plus the truth's population theta.
+        drivers: Dose-location summaries (:func:`~lymphonet.twin.dose_effects.dose_drivers`).
+        truth: The truth core.
     """
 
     patient_id: str
@@ -99,11 +116,12 @@ class SimulatedPlan:
     dose_per_fraction_gy: float = 0.0
     beam_on_time_s: float = 0.0
     chemo_regimen: str | None = None
+    truth: str = DEFAULT_TRUTH
 
     @property
     def theta(self) -> np.ndarray:
-        """``[9]`` total theta."""
-        return self.theta_re + self.theta_cov + self.theta_dose
+        """``[P]`` total theta: population + random effect + covariates + dose location."""
+        return population_theta(self.truth) + self.theta_re + self.theta_cov + self.theta_dose
 
 
 def fraction_days_with_breaks(n_fractions: int, rng: np.random.Generator) -> np.ndarray:
@@ -170,21 +188,25 @@ def simulate_patient(index: int, site: str, modalities: list[str], seq: np.rando
 def _draw_patient(index: int, site: str, seq: np.random.SeedSequence, settings: PatientSettings,
                   clinical: ClinicalFeatures | None, theta_re: np.ndarray | None
                   ) -> _PatientDraws:
-    """The patient-level draws, each from its own child of ``seq`` (children 0-5)."""
+    """The patient-level draws, each from its own child of ``seq`` (children 0-5 and 7; child 6
+    draws the labs)."""
     s = get_site(site)
     c_clin, c_anat, c_sched, c_plan, c_feat, c_re = (child_seed(seq, k) for k in range(6))
     r_clin = np.random.default_rng(c_clin)
     clin = clinical or draw_clinical(site, r_clin, sex_of_site=s.sex)
     r_re = np.random.default_rng(c_re)
-    re = draw_random_effect(r_re) if theta_re is None else np.asarray(theta_re, float)
+    re = (draw_random_effect(r_re, settings.truth) if theta_re is None
+          else np.asarray(theta_re, float))
     phantom = site_phantom(s, sex=clin.sex, height_cm=clin.height_cm, bmi=clin.bmi,
                            spacing_mm=(settings.spacing_mm,) * 3,
                            rng=np.random.default_rng(c_anat))
+    phantom = add_reactive_nodes(phantom, np.random.default_rng(child_seed(seq, 7)))
     r_sched = np.random.default_rng(c_sched)
     sched = draw_schedule(s, r_sched)
     chemo = bool(r_sched.random() < sched.chemo_probability)
     fx_days = fraction_days_with_breaks(sched.n_fractions, r_sched)
-    cov = covariate_shift(clin.age, clin.bmi, chemo, sched.chemo_regimen, settings.cov_effects)
+    cov = covariate_shift(clin.age, clin.bmi, chemo, sched.chemo_regimen, settings.covariates,
+                          truth_names(settings.truth))
     return _PatientDraws(f"SIM{index:05d}", s, clin, re, phantom, sched, chemo, fx_days, cov,
                          int(c_feat.generate_state(1)[0]), c_plan)
 
@@ -203,31 +225,8 @@ def _simulate_plan(p: _PatientDraws, modality: str, settings: PatientSettings) -
     return SimulatedPlan(
         p.patient_id, f"{p.patient_id}_{modality}", p.clinical, plan, p.phantom, feats,
         p.fraction_days, "concurrent" if p.chemo else "none", p.theta_re, p.theta_cov,
-        dose_shift(drivers, settings.dose_effects), drivers, modality=modality,
-        technique=plan.technique, schedule=p.schedule.name, n_fractions=plan.n_fractions,
-        dose_per_fraction_gy=plan.dose_per_fraction_gy, beam_on_time_s=plan.beam_on_time_s,
-        chemo_regimen=plan.chemo_regimen)
-
-
-def true_trajectories(recs: list[SimulatedPlan], n_days: int, chunk: int = 2048
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the kinetics layer (float64, batched) on each record's features, schedule and theta.
-
-    Returns:
-        True daily ALC ``[P, T]`` (10^9/L, days 0..n_days-1), physical parameters ``[P, 9]``
-        (:data:`~lymphonet.kinetics.PARAM_NAMES` order) and final set points ``[P]`` (10^9/L).
-    """
-    model = LymphocyteKinetics(n_days=n_days)
-    alc, phys, final = [], [], []
-    for lo in range(0, len(recs), chunk):
-        part = recs[lo: lo + chunk]
-        inp = inputs_from_features([r.features for r in part], [r.clinical.baseline_alc for r in part],
-                              fraction_days=[r.fraction_days for r in part],
-                              chemo=[r.chemo for r in part], dtype=torch.float64)
-        theta = torch.as_tensor(np.stack([r.theta for r in part]), dtype=torch.float64)
-        with torch.no_grad():
-            out = model(inp, theta)
-        alc.append(out.alc.numpy())
-        phys.append(theta_to_tensor(theta).numpy())
-        final.append(out.final_baseline_alc.numpy())
-    return np.concatenate(alc), np.concatenate(phys), np.concatenate(final)
+        dose_shift(drivers, settings.dose, truth_names(settings.truth)), drivers,
+        modality=modality, technique=plan.technique, schedule=p.schedule.name,
+        n_fractions=plan.n_fractions, dose_per_fraction_gy=plan.dose_per_fraction_gy,
+        beam_on_time_s=plan.beam_on_time_s, chemo_regimen=plan.chemo_regimen,
+        truth=settings.truth)

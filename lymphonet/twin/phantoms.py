@@ -255,6 +255,43 @@ def _target_mask(spec: TargetSpec, masks: dict[str, np.ndarray], person: Person,
     return _dilate(tgt, spec.margin_mm, grid.spacing_mm) & masks["body"]
 
 
+#: Reactive lymph nodes: a cluster of enlarged nodes beside the tumour, a per-patient variant.
+#: Its centre lies ``REACTIVE_OFFSET_MM`` (uniform, cranial or caudal at random) from the target's
+#: centre along z, with sd ``REACTIVE_SD_MM`` (x, y) in-plane; radii ``REACTIVE_RADII_MM``
+#: (x, y, z; about 12 cc). Lymphonet assumptions: where it lands, hence its dose, varies from
+#: patient to patient in every site, and only the image shows it (it is a small part of the
+#: ``lymph_nodes`` composite, which a DVH summary averages).
+REACTIVE_OFFSET_MM = (30.0, 110.0)
+REACTIVE_SD_MM = (20.0, 10.0)
+REACTIVE_RADII_MM = (12.0, 12.0, 20.0)
+
+
+def add_reactive_nodes(structures: StructureSet, rng: np.random.Generator) -> StructureSet:
+    """The phantom with a patient's reactive node cluster ``lymph_nodes_reactive`` (within the
+    body, outside the target), also added to the ``lymph_nodes`` composite.
+
+    Args:
+        structures: A phantom with ``body`` and ``target``.
+        rng: Draws the cluster's position.
+    """
+    masks = dict(structures.masks)
+    dx, dy, dz = structures.grid.spacing_mm
+    idx = np.argwhere(masks["target"])  # (z, y, x)
+    cz, cy, cx = idx.mean(0)
+    lo, hi = REACTIVE_OFFSET_MM
+    off_z = rng.choice((-1.0, 1.0)) * rng.uniform(lo, hi)
+    off_x, off_y = rng.normal(0.0, REACTIVE_SD_MM[0]), rng.normal(0.0, REACTIVE_SD_MM[1])
+    z, y, x = np.ogrid[: structures.grid.shape[0], : structures.grid.shape[1],
+                       : structures.grid.shape[2]]
+    rx, ry, rz = REACTIVE_RADII_MM
+    inside = (((x - cx) * dx - off_x) / rx) ** 2 + (((y - cy) * dy - off_y) / ry) ** 2 \
+        + (((z - cz) * dz - off_z) / rz) ** 2 <= 1.0
+    node = inside & masks["body"] & ~masks["target"]
+    masks["lymph_nodes_reactive"] = node
+    masks["lymph_nodes"] = masks.get("lymph_nodes", np.zeros_like(node)) | node
+    return StructureSet(masks, structures.grid, structures.empty, structures.source)
+
+
 def organ_volumes_cc(structures: StructureSet) -> dict[str, float]:
     """Volume of every structure, cm^3."""
     cc = structures.grid.voxel_volume_cc

@@ -8,14 +8,8 @@ import pytest
 
 from lymphonet.errors import InputError
 from lymphonet.evaluation import harness
-from lymphonet.evaluation.estimators import (
-    ESTIMATORS,
-    MODEL_NAMES,
-    Estimator,
-    KimNomogramEstimator,
-    NotScored,
-    make_estimator,
-)
+from lymphonet.evaluation.estimators import Estimator, KimNomogramEstimator, NotScored
+from lymphonet.evaluation.registry import ESTIMATORS, MODEL_NAMES, make_estimator
 from lymphonet.evaluation.tables import Outcomes, Predictions, score_predictions
 
 
@@ -29,10 +23,10 @@ def test_every_model_name_maps_to_an_estimator():
 
 def test_unknown_models_are_refused_before_any_work(tmp_path):
     with pytest.raises(InputError, match="unknown models") as err:
-        make_estimator("oracle")
+        make_estimator("crystal_ball")
     assert err.value.field == "models"
     with pytest.raises(InputError, match="unknown models"):
-        harness.evaluate_models(tmp_path / "missing", models=("hybrid", "oracle"))
+        harness.evaluate_models(tmp_path / "missing", models=("hybrid", "crystal_ball"))
 
 
 def test_kim_estimator_refuses_without_coefficients():

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from lymphonet.cli import main
-from lymphonet.evaluation.estimators import MODEL_NAMES
 from lymphonet.evaluation.harness import EvaluationOptions, cross_validate, evaluate_models
+from lymphonet.evaluation.registry import MODEL_NAMES
 from lymphonet.evaluation.tables import METRIC_COLUMNS, Predictions, score_predictions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     root = tmp / "cohort"
     simulate_cohort(18, ["esophagus", "glioblastoma"], ["photon", "proton"], seed=1, out_dir=root,
-                    spacing_mm=10.0, particles=300, write_trajectories=False, progress=False)
+                    spacing_mm=10.0, particles=300, progress=False)
     cfg = load_training_config(REPO / "configs" / "smoke.yaml", [
         "cohort.synthetic=false", f"cohort.path={root}", "train.n_folds=3", "model.n_days=200",
         "data.shape=[12,12,12]", "data.spacing_mm=[16,16,16]", "data.blood_particles=2000"])

@@ -155,3 +155,21 @@ def test_bad_input_names_field(kwargs, field):
     with pytest.raises(InputError) as err:
         make_phantom(region, **kwargs)
     assert err.value.field == field
+
+
+def test_reactive_nodes_sit_beside_the_target_inside_the_body():
+    from lymphonet.twin.phantoms import add_reactive_nodes
+    from lymphonet.twin.sites import site_phantom
+
+    ph = site_phantom("pancreas", spacing_mm=(8.0,) * 3)
+    places = []
+    for seed in range(6):
+        out = add_reactive_nodes(ph, np.random.default_rng(seed))
+        node = out["lymph_nodes_reactive"]
+        assert node.any() and not (node & ph["target"]).any()
+        assert not (node & ~ph["body"]).any()
+        assert (out["lymph_nodes"] == (ph["lymph_nodes"] | node)).all()
+        assert 3.0 < node.sum() * ph.grid.voxel_volume_cc < 15.0
+        places.append(np.argwhere(node).mean(0))
+    assert np.ptp(np.array(places)[:, 0]) * 8.0 > 60.0, "its level varies by patient"
+    assert "lymph_nodes_reactive" not in ph.masks, "the input phantom is not changed"
