@@ -32,6 +32,9 @@ import numpy as np
 
 from lymphonet import metrics as M
 from lymphonet.evaluation.baselines import (
+    DVH_BOOSTING_GRID,
+    DVH_LOGISTIC_GRID,
+    CVTuned,
     DVHGradientBoosting,
     DVHLogistic,
     EDICLogistic,
@@ -236,8 +239,14 @@ class MechanisticEarlyFitEstimator:
 
     @property
     def note(self) -> str:
-        return (f"uses each patient's labs up to day {self.early_days:g}: its error on those "
+        text = (f"uses each patient's labs up to day {self.early_days:g}: its error on those "
                 "days is partly in-sample")
+        omega = getattr(getattr(self, "model_", None), "omega_", None)
+        if omega is not None:
+            text += ("; individual prior sd matched to the training patients (last fold): "
+                     + ", ".join(f"{n} {v:.2f}" for n, v in
+                                 zip(self.model_.individual_names, omega)))
+        return text
 
     def fit(self, fold: FoldData) -> MechanisticEarlyFitEstimator:
         model = MechanisticEarlyFit(early_days=self.early_days, n_days=fold.config.model.n_days,
@@ -292,21 +301,24 @@ class EDICLogisticEstimator(_TabularEstimator):
 
 
 class DVHLogisticEstimator(_TabularEstimator):
-    """:class:`~lymphonet.evaluation.baselines.DVHLogistic` on dose summaries + clinical."""
+    """:class:`~lymphonet.evaluation.baselines.DVHLogistic` on dose summaries + clinical, its
+    L2 strength chosen by cross-validation on the training folds (:class:`CVTuned`)."""
 
     name, features = "dvh_logistic", "dvh"
 
     def make(self, seed: int):
-        return DVHLogistic()
+        return CVTuned(DVHLogistic(), DVH_LOGISTIC_GRID, random_state=seed)
 
 
 class DVHGradientBoostingEstimator(_TabularEstimator):
-    """:class:`~lymphonet.evaluation.baselines.DVHGradientBoosting`, seeded with the fold seed."""
+    """:class:`~lymphonet.evaluation.baselines.DVHGradientBoosting`, seeded with the fold seed,
+    depth / trees / learning rate chosen by cross-validation on the training folds."""
 
     name, features = "dvh_gradient_boosting", "dvh"
 
     def make(self, seed: int):
-        return DVHGradientBoosting(random_state=seed)
+        return CVTuned(DVHGradientBoosting(random_state=seed), DVH_BOOSTING_GRID,
+                       random_state=seed)
 
 
 #: Why the Kim nomogram is not scored without coefficients.

@@ -163,7 +163,8 @@ class MechanisticEarlyFit(MechanisticPopulation):
         early_days: Labs up to this day (from the first fraction) are used for the individual
             fit (default 14 = the first two weeks).
         individual_names: Parameters refitted per patient.
-        omega: Prior sd of individual deviations (theta space).
+        omega: Prior sd of individual deviations (theta space), or ``"cohort"`` (default):
+            matched to the training patients by a moment estimate (see :meth:`fit`).
         n_samples: Laplace samples for the interval.
         seed: Seed of the samples.
         (other args as :class:`MechanisticPopulation`)
@@ -171,10 +172,11 @@ class MechanisticEarlyFit(MechanisticPopulation):
     Attributes:
         population_, nadir_model_: as :class:`MechanisticPopulation` (the nadir model is fitted
             on the training fold's *individual* predictions).
+        omega_: ``[n]`` the individual prior sd in force (theta units).
     """
 
     def __init__(self, early_days: float = 14.0, individual_names: tuple[str, ...] = (
-            "alpha_per_gy", "blood_share", "fast_recovery_days"), omega: float = 1.0,
+            "alpha_per_gy", "blood_share", "fast_recovery_days"), omega: float | str = "cohort",
             n_samples: int = 100, seed: int = 0, n_days: int = 200,
             fit_names: tuple[str, ...] = ("alpha_per_gy", "blood_share", "fast_fraction",
                                           "fast_recovery_days", "slow_recovery_days",
@@ -196,16 +198,33 @@ class MechanisticEarlyFit(MechanisticPopulation):
             super().fit(table)
         else:
             self.population_ = population
+        self.omega_ = (self._cohort_omega(table) if self.omega == "cohort"
+                       else np.full(len(self.individual_names), float(self.omega)))
         res = self._individual(table)
         self.nadir_model_ = NadirModel.fit(res.alc.numpy().min(1), _obs_nadir(table))
         return self
+
+    def _cohort_omega(self, table) -> np.ndarray:
+        """Individual prior sd matched to the training patients: each one's deviations fitted
+        to ALL their labs under a wide prior (sd 2), then the between-patient variance is the
+        variance of the estimates minus their mean Laplace variance (a moment estimate; floored
+        at 0.05, capped at 2)."""
+        from lymphonet.kinetics.calibrate import predict_individual
+
+        inputs, obs = _kinetics_and_obs(table)
+        fit = predict_individual(self._kinetics(), inputs, obs, self.population_,
+                                 self.individual_names, 2.0, n_samples=2,
+                                 max_iter=self.max_iter, seed=self.seed)
+        theta = fit.theta.detach().numpy()
+        noise = np.diagonal(fit.theta_cov.detach().numpy(), axis1=1, axis2=2).mean(0)
+        return np.sqrt(np.clip(theta.var(0) - noise, 0.05 ** 2, 4.0))
 
     def _individual(self, table):
         from lymphonet.kinetics.calibrate import predict_individual
 
         inputs, early = _kinetics_and_obs(table, self.early_days)
         return predict_individual(self._kinetics(), inputs, early, self.population_,
-                                  self.individual_names, self.omega, level=self.level,
+                                  self.individual_names, self.omega_.tolist(), level=self.level,
                                   n_samples=self.n_samples, predictive=True,
                                   max_iter=self.max_iter, seed=self.seed)
 

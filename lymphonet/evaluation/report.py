@@ -10,16 +10,14 @@ and per-modality tables, and the particle vs photon comparison.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lymphonet import metrics as M
+from lymphonet.evaluation.figures import figures
 
 #: Headline metrics of the summary table: column key, label.
 SUMMARY_METRICS = (("auroc_g3", "AUROC G>=3"), ("auroc_g4", "AUROC G4"),
@@ -69,107 +67,6 @@ def _table(rows: list[str], cols: list[tuple[str, str]], get, first: str = "mode
     return f"<table><tr><th>{first}</th>{head}</tr>{body}</table>"
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-p, kind="mergesort")
-    y = y[order]
-    tpr = np.r_[0, np.cumsum(y) / max(y.sum(), 1)]
-    fpr = np.r_[0, np.cumsum(1 - y) / max((1 - y).sum(), 1)]
-    return fpr, tpr
-
-
-def _figures(result) -> dict[str, str]:
-    """name -> base64 PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = result.outcomes
-    labels = M.grade_labels(out.nadir)
-    figs = {}
-    for kind in ("roc", "calibration"):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
-        for ax, ep, title in zip(axes, ("g3", "g4"), ("grade >= 3", "grade 4")):
-            y = labels[ep]
-            for name, pred in result.predictions.items():
-                p = getattr(pred, ep)
-                ok = np.isfinite(y) & np.isfinite(p)
-                if ok.sum() < 2 or len(set(y[ok])) < 2:
-                    continue
-                if kind == "roc":
-                    fpr, tpr = _roc_points(y[ok], p[ok])
-                    ax.plot(fpr, tpr, label=f"{name} ({M.auroc(y[ok], p[ok]):.2f})")
-                else:
-                    bins = min(5, max(2, ok.sum() // 10))
-                    edges = np.unique(np.quantile(p[ok], np.linspace(0, 1, bins + 1)))
-                    idx = np.clip(np.searchsorted(edges, p[ok], side="right") - 1, 0,
-                                  max(len(edges) - 2, 0))
-                    xs = [p[ok][idx == b].mean() for b in np.unique(idx)]
-                    ys = [y[ok][idx == b].mean() for b in np.unique(idx)]
-                    ax.plot(xs, ys, "o-", label=name)
-            ax.plot([0, 1], [0, 1], ":", color="grey")
-            ax.set_title(f"{'ROC' if kind == 'roc' else 'Calibration'}: {title}")
-            ax.set_xlabel("false-positive rate" if kind == "roc" else "predicted probability")
-            ax.set_ylabel("true-positive rate" if kind == "roc" else "observed rate")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-            else:
-                ax.text(0.5, 0.5, "not estimable: one outcome class\nin the held-out plans",
-                        ha="center", va="center", transform=ax.transAxes)
-        figs[kind] = _png(fig)
-    figs["trajectories"] = _trajectory_figure(result, plt)
-    return figs
-
-
-def sample_plans(out, n: int = 6, seed: int = 0) -> list[int]:
-    """Up to ``n`` held-out rows with labs, alternating photon and particle plans (seeded)."""
-    rng = np.random.default_rng(seed)
-    has = np.flatnonzero(M.lab_mask(out.obs_days, out.obs_alc, out.obs_mask).sum(1) >= 2)
-    photon = [i for i in rng.permutation(has) if out.modalities[i] == "photon"]
-    other = [i for i in rng.permutation(has) if out.modalities[i] != "photon"]
-    picked = [x for pair in zip(photon, other) for x in pair]
-    rest = [i for i in photon + other if i not in picked]
-    return sorted((picked + rest)[:n])
-
-
-def _trajectory_figure(result, plt) -> str:
-    out = result.outcomes
-    rows = sample_plans(out, 6, result.settings.get("seed", 0))
-    traj = {k: p for k, p in result.predictions.items() if p.alc is not None}
-    ncol = 3
-    nrow = max(1, math.ceil(len(rows) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(13, 3.6 * nrow), squeeze=False,
-                             layout="constrained")
-    for ax, i in zip(axes.ravel(), rows):
-        for name, p in traj.items():
-            line, = ax.plot(p.days, p.alc[i], lw=1.3, label=name)
-            if name == "hybrid" and p.lower is not None:
-                ax.fill_between(p.days, p.lower[i], p.upper[i], color=line.get_color(), alpha=0.15)
-        m = out.obs_mask[i] & (out.obs_alc[i] > 0)
-        ax.plot(out.obs_days[i][m], out.obs_alc[i][m], "ko", ms=4, label="observed labs")
-        ax.axvline(out.end_rt_day[i], color="grey", ls=":", lw=1)
-        for cut in (M.GRADE3_ALC, M.GRADE4_ALC):
-            ax.axhline(cut, color="red", ls="--", lw=0.6)
-        ax.set_title(f"held-out plan {rows.index(i) + 1}: {out.sites[i]}, {out.modalities[i]}",
-                     fontsize=9)
-        ax.set_xlabel("day")
-        ax.set_ylabel("ALC (10^9/L)")
-    for ax in axes.ravel()[len(rows):]:
-        ax.axis("off")
-    handles, names = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=8)
-    return _png(fig)
-
-
 def _subgroup_tables(df: pd.DataFrame, look: dict, models: list[str]) -> list[str]:
     """Per site / modality / fold tables (one section each, when the subgroups exist)."""
     parts = []
@@ -190,14 +87,37 @@ def _subgroup_tables(df: pd.DataFrame, look: dict, models: list[str]) -> list[st
     return parts
 
 
+def _figure_sections(figs: dict[str, str]) -> list[str]:
+    """The figure sections of the page (figures by name, base64 PNG)."""
+    img = lambda k, alt: f"<img alt='{alt}' src='data:image/png;base64,{figs[k]}'>"
+    parts = []
+    parts.append("<h2>ROC curves</h2>" + img("roc", "ROC curves"))
+    parts.append("<h2>Calibration</h2>" + img("calibration", "calibration plots"))
+    parts.append("<h2>Calibration by site and modality</h2>" + img("reliability", "reliability"))
+    parts.append("<h2>Decision curve (grade 4)</h2><p class='small'>Net benefit = TP/n - FP/n x "
+                 "p_t / (1 - p_t) (Vickers &amp; Elkin 2006); a model is useful at a threshold "
+                 "only where it lies above both 'flag all' and 'flag none'. Table rows "
+                 "<code>net_benefit_g4@p_t</code> carry intervals.</p>"
+                 + img("decision", "decision"))
+    if "paired" in figs:
+        parts.append("<h2>Compare plans (paired patients)</h2><p class='small'>Each dot is a "
+                     "patient with a photon and a particle plan; metric "
+                     "<code>paired_nadir_diff_mae</code> is the mean distance from the "
+                     "diagonal.</p>" + img("paired", "paired plans"))
+    parts.append("<h2>Predicted vs observed trajectories (sample held-out plans)</h2>"
+                 "<p class='small'>Dots: labs; band: hybrid 90% predictive interval; dashed: "
+                 "grade 3 / 4 cut-offs; dotted: last fraction.</p>"
+                 + img("trajectories", "trajectories"))
+    return parts
+
+
 def render_html(result) -> str:
     """The report page for an :class:`~lymphonet.evaluation.harness.EvaluationResult`."""
     df, s = result.metrics, result.settings
     look = _lookup(df)
     models = list(result.predictions)
     get = lambda group: (lambda r, c: look.get((r, c, group)))
-    figs = _figures(result)
-    img = lambda k, alt: f"<img alt='{alt}' src='data:image/png;base64,{figs[k]}'>"
+    figs = figures(result)
     parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lymphonet evaluation"
               f"</title><style>{_CSS}</style></head><body><h1>lymphonet evaluation</h1>")]
     if s.get("simulated"):
@@ -223,12 +143,7 @@ def render_html(result) -> str:
                      "minus hybrid on the same bootstrap replicates (an interval excluding 0 is "
                      "a difference).</p>" + _table(diffs, list(SUMMARY_METRICS), get("all"),
                                                    "comparison"))
-    parts.append("<h2>ROC curves</h2>" + img("roc", "ROC curves"))
-    parts.append("<h2>Calibration</h2>" + img("calibration", "calibration plots"))
-    parts.append("<h2>Predicted vs observed trajectories (sample held-out plans)</h2>"
-                 "<p class='small'>Dots: labs; band: hybrid 90% predictive interval; dashed: "
-                 "grade 3 / 4 cut-offs; dotted: last fraction.</p>"
-                 + img("trajectories", "trajectories"))
+    parts += _figure_sections(figs)
     parts += _subgroup_tables(df, look, models)
     pvp = [("particle_minus_photon_g3", "delta P(G>=3)"),
            ("particle_minus_photon_g4", "delta P(G4)"),

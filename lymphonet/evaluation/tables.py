@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lymphonet import metrics as M
+from lymphonet.evaluation.decisions import decision_values
 from lymphonet.evaluation.truth import truth_values
 
 METRIC_COLUMNS = ("model", "metric", "subgroup", "value", "ci_low", "ci_high", "n",
@@ -236,6 +237,8 @@ def score_predictions(predictions: dict[str, Predictions], outcomes: Outcomes, *
     for group, mask in subgroups(outcomes).items():
         w = w_all * mask[None]
         vals = {m: _model_values(p, labels, stats[m], w) for m, p in predictions.items()}
+        for m, p in predictions.items():
+            vals[m].update(decision_values(p, labels, outcomes, w))
         if outcomes.true_alc is not None:
             for m, p in predictions.items():
                 vals[m].update(truth_values(p, outcomes.true_days, outcomes.true_alc,

@@ -13,6 +13,7 @@ from lymphonet.data.synthetic import SyntheticCohort
 from lymphonet.errors import InputError
 from lymphonet.evaluation.baselines import (
     KIM_REFERENCE,
+    CVTuned,
     DVHGradientBoosting,
     DVHLogistic,
     EDICLogistic,
@@ -27,7 +28,8 @@ from lymphonet.evaluation.mechanistic import (
 
 
 # DVHLogistic is EDICLogistic with another default C (same code path), so it is not rechecked
-@parametrize_with_checks([EDICLogistic(), DVHGradientBoosting(n_estimators=10)])
+@parametrize_with_checks([EDICLogistic(), DVHGradientBoosting(n_estimators=10),
+                          CVTuned(EDICLogistic(), {"C": [0.1, 1.0]}, n_splits=3)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -111,3 +113,16 @@ def test_mechanistic_baselines_on_synthetic_contract_data(synthetic):
 
     # refitting each patient to their early labs must describe those labs better
     assert rmse(p_early) < rmse(p_pop)
+
+
+def test_cv_tuned_baseline_picks_by_cross_validation_on_training_data_only():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = (x[:, 0] + 0.2 * rng.normal(size=300) > 0).astype(int)  # strong, clean signal
+    tuned = CVTuned(EDICLogistic(), {"C": [1e-4, 10.0]}, n_splits=5).fit(x, y)
+    assert tuned.best_params_ == {"C": 10.0}  # a near-zero C would underfit a clean signal
+    noisy = (rng.random(300) < 0.5).astype(int)  # no signal: the strongest shrinkage wins
+    assert CVTuned(EDICLogistic(), {"C": [1e-4, 10.0]}).fit(x, noisy).best_params_ == {"C": 1e-4}
+    rare = np.zeros(300, int)
+    rare[0] = 1  # one event: cannot cross-validate, the defaults are used
+    assert CVTuned(EDICLogistic(), {"C": [1e-4, 10.0]}).fit(x, rare).best_params_ == {}
