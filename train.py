@@ -32,6 +32,7 @@ from lymphonet.data.prepare import (
     prepare_split_and_cache,
 )
 from lymphonet.errors import InputError
+from lymphonet.scoring.mlflow_pyfunc import log_run_model
 from lymphonet.training import distributed
 from lymphonet.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from lymphonet.training.config import TrainingRunConfig, load_training_config
@@ -216,6 +217,9 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
         if info.is_main:
             write_outputs(cfg, run_dir, state, {"hybrid": model, "mechanistic": mech}, results,
                           summary, tracker, test_dl, dev)
+            if cfg.tracking.log_model:  # a pyfunc model over the export bundle, no pickle
+                tracker.log_model(lambda: log_run_model(run_dir))
+            tracker.end()
         return summary
     finally:
         distributed.teardown()

@@ -33,7 +33,9 @@ LAYERS: list[tuple[str, ...]] = [
 RANK = {name: i for i, row in enumerate(LAYERS) for name in row}
 
 #: Third-party packages that only one module may import.
-ONLY_IN = {"torchio": {"lymphonet.data.images"}, "mlflow": {"lymphonet.training.tracking"}}
+ONLY_IN = {"torchio": {"lymphonet.data.images"},
+           "mlflow": {"lymphonet.training.tracking", "lymphonet.scoring.mlflow_pyfunc",
+                      "lymphonet.scoring.mlflow_model_code"}}
 #: Packages that must stay pure numpy / scipy / torch (+ pandas / matplotlib for tables, plots).
 PURE = ("dosimetry", "kinetics")
 NOT_IN_PURE = ("torchio", "mlflow", "sklearn", "pydicom", "SimpleITK", "nibabel", "yaml")

@@ -27,6 +27,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-onnx", action="store_true", help="do not export network.onnx")
     p.add_argument("--no-torchscript", action="store_true", help="do not export network.ts")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--register", metavar="NAME",
+                   help="also log the bundle as an MLflow pyfunc model (no pickle) and register "
+                        "a new version of NAME in the MLflow Model Registry")
+    p.add_argument("--tracking-uri", help="MLflow store for --register (default: "
+                                          "MLFLOW_TRACKING_URI or <runs-dir>/mlruns.db)")
     p.set_defaults(func=run)
 
 
@@ -45,4 +50,25 @@ def run(args) -> int:
                   if res.get("max_abs_diff") is not None else res.get("skipped")
                   or res.get("error") or res.get("note"))
         print(f"  {kind:<12} {detail}")
+    if args.register:
+        _register(out, args)
     return 0
+
+
+def _register(bundle, args) -> None:
+    """Log the bundle as a pyfunc model in an MLflow run named ``export`` and register it."""
+    from lymphonet.errors import InputError
+    from lymphonet.scoring.mlflow_pyfunc import log_model
+    from lymphonet.training.tracking import make_tracker
+
+    tracker = make_tracker(True, args.runs_dir, "export", uri=args.tracking_uri)
+    if not tracker.enabled:
+        raise InputError("the MLflow store could not be opened", field="--tracking-uri")
+    try:
+        info = log_model(bundle, registered_model_name=args.register)
+    finally:
+        tracker.end()
+    version = getattr(info, "registered_model_version", None)
+    print(f"registered {args.register} version {version} in {tracker.uri} "
+          f"(serve: mlflow models serve -m models:/{args.register}/{version} "
+          "--env-manager local)")

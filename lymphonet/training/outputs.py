@@ -33,7 +33,8 @@ def write_outputs(cfg, run_dir: Path, state: dict[str, Any], models: dict[str, t
                   results: dict[str, dict[str, float]], summary: dict[str, Any], tracker,
                   test_dl: DataLoader, device: torch.device) -> None:
     """Learning curves and held-out trajectories (PNG), ``metrics.json``, ``history.json``, the
-    MLflow metrics / artifacts / model, and the printed comparison table."""
+    MLflow metrics and artifacts, and the printed comparison table (the caller logs the model
+    and ends the MLflow run)."""
     from lymphonet.training.plots import learning_curves, trajectories
 
     plots = run_dir / "plots"
@@ -55,11 +56,6 @@ def write_outputs(cfg, run_dir: Path, state: dict[str, Any], models: dict[str, t
     for f in files:
         tracker.log_artifact(f)
     _log_shareable(tracker, run_dir, summary, cfg)
-    model = models["hybrid"]
-    if cfg.tracking.log_model and tracker.enabled:
-        tracker.log_model(model.cpu(), model_example(model, test_dl))
-        model.to(device)
-    tracker.end()
     _print_summary(cfg, run_dir, state, results, summary, tracker, plots)
 
 
@@ -97,17 +93,3 @@ def _print_summary(cfg, run_dir, state, results, summary, tracker, plots) -> Non
           f"{summary['hybrid_s']:.0f} s ({summary['epoch_s']:.1f} s/epoch, "
           f"{summary['patients_per_s']:.1f} patients/s), total {summary['total_s']:.0f} s on "
           f"{summary['device']}")
-
-
-def model_example(model: torch.nn.Module, loader: DataLoader) -> dict[str, Any]:
-    """Small numpy input/output example for the MLflow signature (no identifiers)."""
-    batch = next(iter(loader))
-    batch = {k: v[:2] for k, v in batch.items() if k != "index"}
-    model.eval()
-    with torch.no_grad():
-        out = model(batch)
-    inputs = {k: v.numpy() for k, v in batch.items()}
-    import lymphonet
-
-    reqs = [f"torch=={torch.__version__.split('+')[0]}", f"lymphonet=={lymphonet.__version__}"]
-    return {"inputs": inputs, "outputs": out.alc.numpy(), "requirements": reqs}

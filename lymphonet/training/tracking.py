@@ -1,4 +1,5 @@
-"""Experiment tracking: MLflow, or nothing. The ONLY module that imports mlflow.
+"""Experiment tracking: MLflow, or nothing. With :mod:`lymphonet.scoring.mlflow_pyfunc` (the
+logged model), the only module that imports mlflow.
 
 Default store: a local SQLite database ``<out_dir>/mlruns.db`` (tracking URI
 ``sqlite:///<absolute path>``), artifacts next to it in ``<out_dir>/mlartifacts``; or any
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ class NullTracker:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_tags(self, tags: dict[str, str]) -> None: ...
     def log_artifact(self, path: str | Path, subdir: str | None = None) -> None: ...
-    def log_model(self, model, example: dict[str, Any]) -> None: ...
+    def log_model(self, log: Callable[[], Any]) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
 
 
@@ -103,18 +105,10 @@ class MlflowTracker(NullTracker):
     def log_artifact(self, path: str | Path, subdir: str | None = None) -> None:
         self._safe("log_artifact", self._mlflow.log_artifact, str(path), subdir)
 
-    def log_model(self, model, example: dict[str, Any]) -> None:
-        """Log the torch model with a signature inferred from ``example`` (numpy in/out)."""
-
-        def _log():
-            from mlflow.models import infer_signature
-
-            sig = infer_signature(example["inputs"], example["outputs"])
-            self._mlflow.pytorch.log_model(model, name="model", signature=sig,
-                                           serialization_format="pickle",
-                                           pip_requirements=example.get("requirements"))
-
-        self._safe("log_model", _log)
+    def log_model(self, log: Callable[[], Any]) -> None:
+        """Run ``log``, which logs the run's model into the active MLflow run (a pyfunc model
+        without pickle: :func:`lymphonet.scoring.mlflow_pyfunc.log_run_model`); best effort."""
+        self._safe("log_model", log)
 
     def end(self, status: str = "FINISHED") -> None:
         self._safe("end_run", self._mlflow.end_run, status=status)
