@@ -187,6 +187,7 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
         if info.is_main:
             dump_config(cfg, run_dir / "config.yaml")
             tracker.log_config(cfg_dict)
+            tracker.log_dataset(data.dataset, "training")  # which data trained this model
             if data.split_sha256:
                 tracker.log_tags({"split_sha256": data.split_sha256})
 

@@ -81,6 +81,9 @@ def _track(result, paths, args) -> str:
                          zip(overall["model"], overall["metric"], overall["value"])})
     tracker.log_tags({"evaluation_folds": str(result.settings["folds"]),
                       "evaluation_seed": str(result.settings["seed"])})
+    from lymphonet.data.prepare import cohort_fingerprint
+
+    tracker.log_dataset(cohort_fingerprint(args.cohort), "evaluation")
     for p in paths.values():
         tracker.log_artifact(p, "evaluation")
     tracker.end()

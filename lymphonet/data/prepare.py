@@ -43,6 +43,7 @@ class PreparedData:
         split_path: The split file (None for synthetic data).
         split_sha256: SHA-256 of the split file (None for synthetic data).
         split_summary: De-identified plan counts per fold x site x modality (no identifiers).
+        dataset: What data this is, for tracking (:func:`cohort_fingerprint`).
     """
 
     train: Dataset
@@ -53,6 +54,7 @@ class PreparedData:
     split_path: Path | None = None
     split_sha256: str | None = None
     split_summary: list[dict[str, Any]] | None = None
+    dataset: dict[str, Any] | None = None
 
 
 def _cohort_record(c: CohortConfig) -> dict[str, Any]:
@@ -147,7 +149,10 @@ def load_datasets(cfg, root: Path | None) -> PreparedData:
         tr, va, te = fold_roles(np.arange(len(ds)) % t.n_folds, t.test_fold, t.val_fold)
         inputs = {"n_channels": ds.n_channels, "n_clinical": ds.n_clinical,
                   "n_dose_summary": ds.n_dose_summary}
-        return PreparedData(Subset(ds, tr), Subset(ds, va), Subset(ds, te), inputs)
+        return PreparedData(Subset(ds, tr), Subset(ds, va), Subset(ds, te), inputs,
+                            dataset={"name": "synthetic", "manifest_sha256": None,
+                                     "n_plans": len(ds), "n_patients": len(ds),
+                                     "split_sha256": None, "simulated": True})
     from lymphonet.data.dataset import PlanDataset
     from lymphonet.io.cohort import load_cohort
 
@@ -163,9 +168,10 @@ def load_datasets(cfg, root: Path | None) -> PreparedData:
     test = PlanDataset(cohort, cfg.data, indices=te, clinical_encoder=enc)
     inputs = {"n_channels": train.n_channels, "n_clinical": train.n_clinical,
               "n_dose_summary": train.n_dose_summary}
+    split_sha = hashlib.sha256(split_path.read_bytes()).hexdigest()
     return PreparedData(train, val, test, inputs, encoder=enc.to_dict(), split_path=split_path,
-                        split_sha256=hashlib.sha256(split_path.read_bytes()).hexdigest(),
-                        split_summary=split_summary(splits))
+                        split_sha256=split_sha, split_summary=split_summary(splits),
+                        dataset=cohort_fingerprint(root, split_sha))
 
 
 def make_loaders(data: PreparedData, batch_size: int, num_workers: int, seed: int, *,
@@ -184,3 +190,22 @@ def make_loaders(data: PreparedData, batch_size: int, num_workers: int, seed: in
     val = DataLoader(data.val, batch_size * 2, shuffle=False, **common)
     test = DataLoader(data.test, batch_size * 2, shuffle=False, **common)
     return train, val, test
+
+
+def cohort_fingerprint(root: str | Path, split_sha256: str | None = None) -> dict[str, Any]:
+    """Which data a run saw, without identifiers or paths: the cohort folder's name, the
+    SHA-256 of its manifest file, its numbers of plans and patients, the split file's hash and
+    whether it is simulated (a ``truth.csv`` beside it)."""
+    from lymphonet.io.cohort import MANIFEST_NAMES, read_table
+
+    root = Path(root)
+    folder = root if root.is_dir() else root.parent
+    manifest = root if root.is_file() else next(
+        (folder / n for n in MANIFEST_NAMES if (folder / n).is_file()), None)
+    if manifest is None:
+        raise InputError("no manifest in the cohort folder", file=folder, field="manifest")
+    table = read_table(manifest)
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    return {"name": folder.name, "manifest_sha256": digest,
+            "n_plans": len(table), "n_patients": int(table["patient_id"].nunique()),
+            "split_sha256": split_sha256, "simulated": (folder / "truth.csv").is_file()}

@@ -49,6 +49,7 @@ class NullTracker:
     def log_tags(self, tags: dict[str, str]) -> None: ...
     def log_artifact(self, path: str | Path, subdir: str | None = None) -> None: ...
     def log_model(self, log: Callable[[], Any]) -> None: ...
+    def log_dataset(self, record: dict[str, Any] | None, context: str) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
 
 
@@ -104,6 +105,26 @@ class MlflowTracker(NullTracker):
 
     def log_artifact(self, path: str | Path, subdir: str | None = None) -> None:
         self._safe("log_artifact", self._mlflow.log_artifact, str(path), subdir)
+
+    def log_dataset(self, record: dict[str, Any] | None, context: str) -> None:
+        """Log the run's cohort as an MLflow dataset input (the UI's Dataset column): name,
+        digest (the manifest's SHA-256, first 16 hex digits), and as source tags the numbers of
+        plans and patients, the split hash and whether it is simulated. No identifier or path
+        (``record``: :func:`lymphonet.data.prepare.cohort_fingerprint`)."""
+        if not record:
+            return
+
+        def _log():
+            from mlflow.data.code_dataset_source import CodeDatasetSource
+            from mlflow.data.meta_dataset import MetaDataset
+
+            tags = {k: str(v) for k, v in record.items() if k != "name" and v is not None}
+            digest = (record.get("manifest_sha256") or "synthetic")[:16]
+            ds = MetaDataset(CodeDatasetSource(tags), name=str(record.get("name", "cohort")),
+                             digest=digest)
+            self._mlflow.log_input(ds, context=context)
+
+        self._safe("log_input", _log)
 
     def log_model(self, log: Callable[[], Any]) -> None:
         """Run ``log``, which logs the run's model into the active MLflow run (a pyfunc model

@@ -51,6 +51,10 @@ def test_cli_run_is_tracked_in_local_sqlite(tmp_path, monkeypatch, capsys):
         text = Path(client.download_artifacts(run.info.run_id, name, str(tmp_path))).read_text()
         assert str(tmp_path) not in text
     assert not any(str(tmp_path) in v for v in run.data.params.values())
+    (ds_input,) = run.inputs.dataset_inputs  # the Dataset column: which data trained it
+    assert ds_input.dataset.name == "cohort" and len(ds_input.dataset.digest) == 16
+    assert "n_plans" in ds_input.dataset.source and str(tmp_path) not in ds_input.dataset.source
+    assert {t.key: t.value for t in ds_input.tags}.get("mlflow.data.context") == "training"
     models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
     assert models and models[0].source_run_id == run.info.run_id
     info = mlflow.models.get_model_info(f"models:/{models[0].model_id}")
