@@ -158,10 +158,27 @@ def prepare_data(cfg: TrainingRunConfig, run_dir: Path, info, device):
     return data, loaders
 
 
+def start_tracking(cfg: TrainingRunConfig, data, run_dir: Path, info, enabled: bool,
+                   uri: str | None):
+    """The run's tracker (rank 0), with the config, the dataset input and the split hash."""
+    if not info.is_main:
+        return NullTracker()
+    tracker = make_tracker(enabled, cfg.out_dir, cfg.name, cfg.tracking.experiment, uri)
+    dump_config(cfg, run_dir / "config.yaml")
+    tracker.log_config(to_dict(cfg))
+    tracker.log_dataset(data.dataset, "training")  # which data trained this model
+    if data.split_sha256:
+        tracker.log_tags({"split_sha256": data.split_sha256})
+    return tracker
+
+
 def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | None = None,
           tracking: bool | None = None, tracking_uri: str | None = None,
-          out_dir: str | None = None) -> dict[str, Any]:
-    """One training run; returns the summary (``results``: model -> held-out metrics)."""
+          out_dir: str | None = None, on_epoch=None) -> dict[str, Any]:
+    """One training run; returns the summary (``results``: model -> held-out metrics).
+
+    ``on_epoch(epoch, metrics)`` is called after each epoch of the hybrid (a sweep reports to
+    its pruner there, and may raise to stop the run: the MLflow run then ends as KILLED)."""
     t_start = time.perf_counter()
     info, dev = distributed.setup(device)
     try:
@@ -180,16 +197,9 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
 
         # ---- tracking; checkpoints carry the config, the encoder and the split hash
         enabled = cfg.tracking.enabled if tracking is None else tracking
-        tracker = (make_tracker(enabled, cfg.out_dir, cfg.name, cfg.tracking.experiment,
-                                tracking_uri or cfg.tracking.uri)
-                   if info.is_main else NullTracker())
+        tracker = start_tracking(cfg, data, run_dir, info, enabled,
+                                 tracking_uri or cfg.tracking.uri)
         cfg_dict = to_dict(cfg)
-        if info.is_main:
-            dump_config(cfg, run_dir / "config.yaml")
-            tracker.log_config(cfg_dict)
-            tracker.log_dataset(data.dataset, "training")  # which data trained this model
-            if data.split_sha256:
-                tracker.log_tags({"split_sha256": data.split_sha256})
 
         def save(tag, model, optimizer, scheduler, state):
             if info.is_main:
@@ -199,11 +209,20 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
                                 optimizer=optimizer, scheduler=scheduler, encoder=data.encoder)
 
         # ---- the hybrid
+        def epoch_done(epoch, metrics):
+            tracker.log_metrics(metrics, step=epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+
         model = build_model(cfg.model, data.model_inputs).to(dev)
-        state = fit(distributed.wrap(model, info, dev), train_dl, val_dl, cfg, dev, info=info,
-                    save=save, on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
-                    resume=_resume_checkpoint(resume, run_dir, cfg_dict, data.split_sha256),
-                    desc="hybrid epochs")
+        try:
+            state = fit(distributed.wrap(model, info, dev), train_dl, val_dl, cfg, dev,
+                        info=info, save=save, on_epoch=epoch_done, desc="hybrid epochs",
+                        resume=_resume_checkpoint(resume, run_dir, cfg_dict, data.split_sha256))
+        except BaseException as err:  # a sweep's pruning, Ctrl-C, a failure: say why
+            tracker.log_tags({"stopped": f"{type(err).__name__}: {err}"[:250]})
+            tracker.end("KILLED")
+            raise
         t_hybrid = time.perf_counter() - t_start - t_data
         save("final", model, None, None, state)
 

@@ -81,7 +81,8 @@ class MlflowTracker(NullTracker):
             art = (Path(out_dir).resolve() / "mlartifacts").as_uri()
             mlflow.create_experiment(experiment, artifact_location=art)
         mlflow.set_experiment(experiment)
-        self.run = mlflow.start_run(run_name=run_name)
+        # a run started inside another (a sweep's trial) is nested under it
+        self.run = mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None)
         self.run_id = self.run.info.run_id
 
     def _safe(self, what: str, fn, *args, **kwargs) -> None:
@@ -133,6 +134,16 @@ class MlflowTracker(NullTracker):
 
     def end(self, status: str = "FINISHED") -> None:
         self._safe("end_run", self._mlflow.end_run, status=status)
+
+
+def attach_run(uri: str | None, out_dir: str | Path, run_id: str) -> None:
+    """Make an existing run (a sweep's parent) the active run of this process, so the runs this
+    process starts nest under it."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri or os.environ.get("MLFLOW_TRACKING_URI")
+                            or default_tracking_uri(out_dir))
+    mlflow.start_run(run_id=run_id)
 
 
 def make_tracker(enabled: bool, out_dir: str | Path, run_name: str, experiment: str = "lymphonet",
