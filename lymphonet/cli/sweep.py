@@ -22,6 +22,8 @@ def register(subparsers) -> None:
                                      "postgresql://... to share between machines)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--out", help="output root (default: the config's out_dir)")
+    p.add_argument("--sampler-seed", type=int, help="TPE sampler seed (default train.seed; "
+                                                     "give each machine of a shared study its own)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every trial (repeatable)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the config's)")
@@ -35,7 +37,7 @@ def run(args) -> int:
     res = run_sweep(args.config, args.space, args.trials, study=args.study,
                     storage=args.storage, jobs=args.jobs, out_dir=args.out,
                     overrides=args.set, tracking=not args.no_tracking,
-                    tracking_uri=args.tracking_uri)
+                    tracking_uri=args.tracking_uri, sampler_seed=args.sampler_seed)
     print(f"study {res['study']}: {res['n_trials']} trials ({res['n_complete']} complete, "
           f"{res['n_pruned']} pruned)")
     if res["best_config"] is not None:

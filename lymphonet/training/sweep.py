@@ -151,9 +151,12 @@ def _objective(job: SweepJob, space: SweepSpace):
     return objective
 
 
-def work(job: SweepJob, attach: bool = False) -> None:
+def work(job: SweepJob, attach: bool = False, worker: int = 0) -> None:
     """One worker: run trials of the study until it holds ``job.trials`` finished ones (complete
-    or pruned). ``attach``: make the sweep's parent run active here (a worker process)."""
+    or pruned; parallel workers may finish one more each). ``attach``: make the sweep's parent
+    run active here (a worker process). The sampler is seeded ``job.seed + worker``, so parallel
+    workers do not propose the same values (on several machines give each its own
+    ``--sampler-seed``)."""
     import optuna
 
     from lymphonet.training.tracking import attach_run
@@ -163,7 +166,7 @@ def work(job: SweepJob, attach: bool = False) -> None:
         attach_run(job.tracking_uri, job.out_dir, job.parent_run_id)
     study = optuna.load_study(study_name=job.study, storage=job.storage,
                               pruner=_pruner(space.pruner),
-                              sampler=optuna.samplers.TPESampler(seed=job.seed))
+                              sampler=optuna.samplers.TPESampler(seed=job.seed + worker))
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     if len(study.get_trials(deepcopy=False, states=done)) >= job.trials:
         return
@@ -173,8 +176,8 @@ def work(job: SweepJob, attach: bool = False) -> None:
 
 def run_sweep(config: str | Path, space: str | Path, trials: int, *, study: str | None = None,
               storage: str | None = None, jobs: int = 1, out_dir: str | Path | None = None,
-              overrides=(), tracking: bool = True, tracking_uri: str | None = None
-              ) -> dict[str, Any]:
+              overrides=(), tracking: bool = True, tracking_uri: str | None = None,
+              sampler_seed: int | None = None) -> dict[str, Any]:
     """Run (or resume) a sweep; returns the best trial and where its config was written.
 
     Args:
@@ -187,6 +190,8 @@ def run_sweep(config: str | Path, space: str | Path, trials: int, *, study: str 
         out_dir: Output root (default: the config's ``out_dir``).
         overrides: ``--set`` strings applied to every trial.
         tracking, tracking_uri: MLflow tracking of the parent and trial runs.
+        sampler_seed: Seed of the TPE sampler (default the config's ``train.seed``; worker i
+            of ``jobs`` uses it + i).
     """
     import multiprocessing
 
@@ -210,13 +215,14 @@ def run_sweep(config: str | Path, space: str | Path, trials: int, *, study: str 
     parent.log_tags({"optuna_study": name, "optuna_storage": storage.split(":")[0],
                      "sweep_space": Path(space).name})
     job = SweepJob(str(config), str(space), name, storage, trials, str(out), tuple(overrides),
-                   parent.run_id, tracking_uri or base.tracking.uri, tracking, base.train.seed)
+                   parent.run_id, tracking_uri or base.tracking.uri, tracking,
+                   base.train.seed if sampler_seed is None else sampler_seed)
     try:
         if jobs == 1:
             work(job)
         else:
             ctx = multiprocessing.get_context("spawn")
-            procs = [ctx.Process(target=work, args=(job, True)) for _ in range(jobs)]
+            procs = [ctx.Process(target=work, args=(job, True, i)) for i in range(jobs)]
             for p in procs:
                 p.start()
             for p in procs:
