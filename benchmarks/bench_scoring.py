@@ -56,14 +56,16 @@ def make_bundle(tmp: Path, onnx: bool) -> Path:
     return export_bundle(ckpt, tmp / "bundle", onnx=onnx)
 
 
-def bench_end_to_end(bundle: Path, manifest: Path, tmp: Path, workers: int, particles):
+def bench_end_to_end(bundle: Path, manifest: Path, tmp: Path, workers: int, particles,
+                     engine: str = "local"):
     from lymphonet.scoring.runner import ScoreOptions, score_manifest
 
-    opts = ScoreOptions(particles=particles)
-    summary = score_manifest(bundle, manifest, tmp / f"scores_{particles}.csv", workers=workers,
-                             progress=False, options=opts, resume=False)
+    opts = ScoreOptions(particles=particles, engine=engine)
+    summary = score_manifest(bundle, manifest, tmp / f"scores_{engine}_{particles}.csv",
+                             workers=workers, progress=False, options=opts, resume=False)
     n = summary.n_ok + summary.n_error
-    print(f"\n[end to end] particles={particles or 'trained'} workers={workers}: {n} plans in "
+    print(f"\n[end to end, {engine} engine] particles={particles or 'trained'} "
+          f"workers={workers}: {n} plans in "
           f"{summary.elapsed_s:.2f} s = {n / summary.elapsed_s:.1f} plans/s "
           f"({summary.n_error} errors)")
     total = sum(summary.stage_s.values())
@@ -168,6 +170,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--particles", type=int, nargs="*", default=[0, 2000, 1000],
                     help="particle counts for the end-to-end runs (0 = as trained)")
+    ap.add_argument("--engines", nargs="+", default=["local"], choices=("local", "ray"),
+                    help="scoring engines to time side by side (ray: pip install -e '.[ray]')")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--quick", action="store_true", help="end to end only")
     args = ap.parse_args()
@@ -183,8 +187,14 @@ def main() -> None:
         bundle = make_bundle(tmp, onnx=not args.no_onnx)
         print(f"{len(cases)} OpenKBP cases, default model, bundle {bundle.name}; "
               f"{torch.get_num_threads()} torch thread(s) per process")
-        for p in args.particles:
-            bench_end_to_end(bundle, manifest, tmp, args.workers, p or None)
+        rates = {}
+        for engine in args.engines:
+            for p in args.particles:
+                s = bench_end_to_end(bundle, manifest, tmp, args.workers, p or None, engine)
+                rates[(engine, p)] = (s.n_ok + s.n_error) / s.elapsed_s
+        if len(args.engines) > 1:
+            print("\n[engines side by side, plans/s]  " + "  ".join(
+                f"{e} (particles {p or 'trained'}): {r:.2f}" for (e, p), r in rates.items()))
         if not args.quick:
             bench_backends(bundle, manifest)
             bench_resampler(bundle, manifest)

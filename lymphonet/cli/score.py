@@ -44,6 +44,11 @@ def register(subparsers) -> None:
     p.add_argument("--trajectories", help="also write daily trajectories (plan_id, day, alc, "
                                           "lower, upper) to this CSV")
     p.add_argument("--restart", action="store_true", help="ignore an existing --out")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process or --workers processes (default); ray: Ray Data "
+                        "actors (pip install -e '.[ray]'), same rows and numbers")
+    p.add_argument("--address", help="Ray cluster address for --engine ray (default: start a "
+                                     "local Ray instance with --workers CPUs)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +60,9 @@ def options(args):
         raise InputError(f"must be > 0 Gy, got {args.max_dose_gy}", field="--max-dose-gy")
     return ScoreOptions(backend=args.backend, resampler=args.resampler, particles=args.particles,
                         alc_unit=args.alc_unit, max_dose_gy=args.max_dose_gy,
-                        prescription_check=not args.no_prescription_check)
+                        prescription_check=not args.no_prescription_check,
+                        engine=getattr(args, "engine", "local"),
+                        address=getattr(args, "address", None))
 
 
 def run(args) -> int:

@@ -38,6 +38,9 @@ class ScoreOptions:
         max_dose_gy: Plausibility limit of a course's maximum dose (Gy); None = the model's.
         prescription_check: Refuse plans whose dose disagrees with their prescription
             (:func:`lymphonet.io.plan.check_dose_consistency`); off, they are scored with a warning.
+        engine: ``local`` (this process or a process pool) or ``ray`` (Ray Data actors,
+            :mod:`lymphonet.scoring.ray_engine`); the numbers do not depend on it.
+        address: Ray cluster address for ``engine="ray"`` (None: a local Ray instance).
     """
 
     backend: Backend = "torch"
@@ -48,6 +51,8 @@ class ScoreOptions:
     level: float = 0.9
     max_dose_gy: float | None = None
     prescription_check: bool = True
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None
 
 
 @dataclass

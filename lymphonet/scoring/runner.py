@@ -201,7 +201,8 @@ def iter_scores(bundle_dir: str | Path, tasks: list[Task], root: Path,
                 options: ScoreOptions | None = None, workers: int = 1, progress: bool = False,
                 verify: bool = True) -> Iterator[tuple[Task, dict[str, Any], np.ndarray | None,
                                                        dict[str, float]]]:
-    """Score tasks in order (``imap`` over a process pool when ``workers > 1``).
+    """Score tasks in order (``imap`` over a process pool when ``workers > 1``; Ray Data actors
+    with ``options.engine == "ray"``).
 
     Yields:
         ``(task, row, trajectory or None, timings)`` in task order.
@@ -209,6 +210,11 @@ def iter_scores(bundle_dir: str | Path, tasks: list[Task], root: Path,
     from tqdm import tqdm
 
     options = options or ScoreOptions()
+    if options.engine == "ray":
+        from lymphonet.scoring.ray_engine import iter_scores_ray
+
+        yield from iter_scores_ray(bundle_dir, tasks, root, options, workers, progress)
+        return
     bar = tqdm(total=len(tasks), desc="scoring", unit="plan", disable=not progress)
     try:
         if workers <= 1:
