@@ -53,6 +53,8 @@ class Outcomes:
         end_rt_day: ``[N]`` day of the last fraction.
         true_days, true_alc, true_nadir, true_grade: ``[T]``, ``[N, T]``, ``[N]``, ``[N]`` the
             simulator's truth (:mod:`lymphonet.evaluation.truth`), or None for a cohort without.
+        truth_groups: ``truth:<name>`` -> ``[N]`` bool, subgroups the truth defines (scored
+            like the site and modality subgroups), or None.
     """
 
     plan_ids: np.ndarray
@@ -68,6 +70,7 @@ class Outcomes:
     true_alc: np.ndarray | None = None
     true_nadir: np.ndarray | None = None
     true_grade: np.ndarray | None = None
+    truth_groups: dict[str, np.ndarray] | None = None
 
     @property
     def nadir(self) -> np.ndarray:
@@ -85,7 +88,8 @@ def outcomes_of(table: dict, plans, fold: int, truth=None) -> Outcomes:
     if truth is not None:
         alc, nadir, grade = truth.rows([p.plan_id for p in plans])
         extra = {"true_days": truth.days, "true_alc": alc, "true_nadir": nadir,
-                 "true_grade": grade}
+                 "true_grade": grade,
+                 "truth_groups": truth.group_masks([p.plan_id for p in plans]) or None}
     return Outcomes(
         plan_ids=np.array([p.plan_id for p in plans]),
         patient_ids=np.array([p.patient_id for p in plans]),
@@ -114,6 +118,8 @@ def concat_outcomes(parts: list[Outcomes]) -> Outcomes:
         vals = [getattr(p, name) for p in parts]
         if any(v is None for v in vals):
             kw[name] = None
+        elif name == "truth_groups":
+            kw[name] = {g: np.concatenate([v[g] for v in vals]) for g in vals[0]}
         elif name == "true_days":
             kw[name] = max(vals, key=len)  # grids of several cohorts all start at day 0
         elif name == "true_alc":
@@ -141,7 +147,8 @@ def concat_predictions(parts: list[Predictions]) -> Predictions:
 
 
 def subgroups(out: Outcomes) -> dict[str, np.ndarray]:
-    """Boolean plan masks: all, each site, each modality, particle (proton + carbon), each fold."""
+    """Boolean plan masks: all, each site, each modality, particle (proton + carbon), each fold,
+    and the subgroups the simulator's truth defines."""
     groups = {"all": np.ones(len(out.plan_ids), bool)}
     for s in sorted(set(out.sites)):
         groups[f"site={s}"] = out.sites == s
@@ -154,6 +161,7 @@ def subgroups(out: Outcomes) -> dict[str, np.ndarray]:
     if len(set(out.folds)) > 1:
         for k in sorted(set(out.folds)):
             groups[f"fold={k}"] = out.folds == k
+    groups.update({g: m for g, m in (out.truth_groups or {}).items() if m.any()})
     return groups
 
 

@@ -21,6 +21,10 @@ from lymphonet import metrics as M
 
 #: Last day of the truth comparison of trajectories (days from the first fraction).
 TRUE_HORIZON_DAYS = 365
+#: Subgroups defined by the simulator's truth: name -> (truth.csv column, threshold); plans at or
+#: above the threshold form ``truth:<name>``, the others ``truth:not_<name>``. The reactive-nodes
+#: dose is the effect only the dose image carries (lymphonet.twin.dose_effects).
+TRUTH_GROUPS = {"reactive_nodes_dosed": ("reactive_nodes_mean_gy", 10.0)}
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,15 @@ class CohortTruth:
         days: ``[T]`` days 0..T-1.
         alc: plan_id -> ``[T]`` true daily ALC (10^9/L).
         nadir: plan_id -> true nadir (10^9/L); grade: plan_id -> true CTCAE grade.
+        groups: subgroup name -> plan_id -> membership (:data:`TRUTH_GROUPS`, where the
+            truth has the column).
     """
 
     days: np.ndarray
     alc: dict[str, np.ndarray]
     nadir: dict[str, float]
     grade: dict[str, int]
+    groups: dict[str, dict[str, bool]] | None = None
 
     @classmethod
     def load(cls, root: str | Path) -> CohortTruth | None:
@@ -46,13 +53,25 @@ class CohortTruth:
         t_csv, traj = root / "truth.csv", root / "trajectories.parquet"
         if not (t_csv.is_file() and traj.is_file()):
             return None
-        t = pd.read_csv(t_csv, usecols=["plan_id", "nadir_alc", "grade"])
+        t = pd.read_csv(t_csv)
         long = pd.read_parquet(traj)
         wide = long.pivot(index="plan_id", columns="day", values="alc_true")
         days = wide.columns.to_numpy(float)
         alc = {str(p): row.astype(float) for p, row in zip(wide.index, wide.to_numpy())}
-        return cls(days, alc, dict(zip(t["plan_id"].astype(str), t["nadir_alc"].astype(float))),
-                   dict(zip(t["plan_id"].astype(str), t["grade"].astype(int))))
+        ids = t["plan_id"].astype(str)
+        groups = {name: dict(zip(ids, t[col].to_numpy(float) >= cut))
+                  for name, (col, cut) in TRUTH_GROUPS.items() if col in t.columns}
+        return cls(days, alc, dict(zip(ids, t["nadir_alc"].astype(float))),
+                   dict(zip(ids, t["grade"].astype(int))), groups)
+
+    def group_masks(self, plan_ids) -> dict[str, np.ndarray]:
+        """``truth:<name>`` and ``truth:not_<name>`` -> ``[N]`` bool, for the plans given."""
+        out = {}
+        for name, member in (self.groups or {}).items():
+            inside = np.array([member.get(str(p), False) for p in plan_ids])
+            known = np.array([str(p) in member for p in plan_ids])
+            out[f"truth:{name}"], out[f"truth:not_{name}"] = inside, known & ~inside
+        return out
 
     def rows(self, plan_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``alc`` ``[N, T]``, ``nadir`` ``[N]``, ``grade`` ``[N]`` of the plans (NaN / -1 for a

@@ -45,6 +45,11 @@ def test_oracle_beats_the_floor_with_an_interval_excluding_zero(result):
     assert _row(df, "oracle", "true_nadir_mae")["value"] < 1e-6
     # against noisy labs the oracle still pays the lab noise
     assert _row(df, "oracle", "log_alc_rmse_all")["value"] > 0.05
+    # the truth defines subgroups: plans whose reactive nodes (the image-only effect) were dosed
+    groups = set(df["subgroup"])
+    assert {"truth:reactive_nodes_dosed", "truth:not_reactive_nodes_dosed"} <= groups
+    n = df.query("model == 'oracle' and metric == 'true_log_alc_rmse'").set_index("subgroup")["n"]
+    assert n["truth:reactive_nodes_dosed"] + n["truth:not_reactive_nodes_dosed"] == n["all"]
 
 
 def test_bootstrap_reports_replicates_without_a_metric(result):
