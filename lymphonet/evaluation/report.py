@@ -71,7 +71,8 @@ def _subgroup_tables(df: pd.DataFrame, look: dict, models: list[str]) -> list[st
     """Per site / modality / fold tables (one section each, when the subgroups exist)."""
     parts = []
     for title, prefix in (("Per site", "site="), ("Per modality", "modality="),
-                          ("Per fold", "fold=")):
+                          ("Per fold", "fold="),
+                          ("Per subgroup of the simulated truth", "truth:")):
         groups = sorted({g for g in df["subgroup"] if g.startswith(prefix)})
         if not groups:
             continue
@@ -82,7 +83,8 @@ def _subgroup_tables(df: pd.DataFrame, look: dict, models: list[str]) -> list[st
         body = "".join(f"<tr><td>{html.escape(g[len(prefix):])}</td><td>{html.escape(m)}</td>"
                        + "".join(f"<td>{_cell(g_get((g, m), c))}</td>" for c, _ in cols)
                        + "</tr>" for g, m in rows)
-        parts.append(f"<h2>{title}</h2><table><tr><th>{prefix[:-1]}</th><th>model</th>{head}"
+        label = prefix.rstrip("=:")
+        parts.append(f"<h2>{title}</h2><table><tr><th>{label}</th><th>model</th>{head}"
                      f"</tr>{body}</table>")
     return parts
 
