@@ -105,6 +105,29 @@ class OrganDoseHistograms:
         return max(float(d.max()) if d.size else 0.0 for d in self.dose_gy)
 
 
+def _joint_bins(level: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of distinct rows of ``level`` ``[n, G]`` (non-negative ints) and each row's index
+    among them, in lexicographic row order (as ``np.unique(level, axis=0)``, which sorts a
+    structured view and is ~20x slower on millions of voxels). One column: a counting pass; a
+    few: one int64 key per row while it cannot overflow; else ``np.unique(axis=0)``."""
+    n, groups = level.shape
+    base = int(level.max()) + 1 if n else 1
+    if groups == 1:
+        counts = np.bincount(level[:, 0], minlength=1)
+        used = np.flatnonzero(counts)
+        lookup = np.zeros(counts.size, np.int64)
+        lookup[used] = np.arange(used.size)
+        return int(used.size), lookup[level[:, 0]]
+    if groups * np.log2(max(base, 2)) < 62:
+        key = np.zeros(n, np.int64)
+        for g in range(groups):
+            key = key * base + level[:, g]
+        uniq, idx = np.unique(key, return_inverse=True)
+        return int(uniq.size), idx.ravel()
+    uniq, idx = np.unique(level, axis=0, return_inverse=True)  # joint bins, no key overflow
+    return int(uniq.shape[0]), idx.ravel()
+
+
 def _histogram(doses_gy: np.ndarray, weights: np.ndarray, n_bins: int):
     """Bin voxel doses into a histogram; each bin's value is the weighted mean of its voxels.
 
@@ -129,10 +152,9 @@ def _histogram(doses_gy: np.ndarray, weights: np.ndarray, n_bins: int):
     levels = n_bins if groups == 1 else max(8, round(n_bins ** (2.0 / groups)))
     level = np.minimum((d / np.where(top > 0, top, 1.0) * levels).astype(np.int64), levels - 1)
     level = np.where(d > 0, level + 1, 0)
-    uniq, idx = np.unique(level, axis=0, return_inverse=True)  # joint bins, no key overflow
-    idx = idx.ravel()
-    w = np.bincount(idx, weights=weights, minlength=uniq.size)
-    beam = np.stack([np.bincount(idx, weights=weights * d[:, g], minlength=uniq.size)
+    n_bins_used, idx = _joint_bins(level)
+    w = np.bincount(idx, weights=weights, minlength=n_bins_used)
+    beam = np.stack([np.bincount(idx, weights=weights * d[:, g], minlength=n_bins_used)
                      for g in range(groups)], axis=1)
     keep = w > 0
     beam = beam[keep] / w[keep, None]

@@ -233,3 +233,17 @@ def test_a_partial_marrow_contour_doses_only_its_share_of_the_marrow(make_phanto
     assert 0 < share < 1
     assert hist.mean_gy()[MALE.index("red_marrow")] == pytest.approx(expected)
     assert any("bone_marrow" in n and "%" in n for n in hist.notes)
+
+
+def test_joint_bins_match_numpy_unique_rows():
+    """The fast binning gives np.unique(axis=0)'s rows, order and inverse, for 1 to 6 beams and
+    for keys that would overflow int64 (the slow path)."""
+    from lymphonet.dosimetry.organ_dose import _joint_bins
+
+    rng = np.random.default_rng(3)
+    for groups, top in ((1, 300), (2, 40), (3, 17), (6, 9), (4, 2 ** 20)):
+        level = rng.integers(0, top, (4000, groups))
+        n, idx = _joint_bins(level)
+        rows, inverse = np.unique(level, axis=0, return_inverse=True)
+        assert n == rows.shape[0]
+        np.testing.assert_array_equal(idx, inverse.ravel())
