@@ -36,7 +36,7 @@ def run(args) -> int:
 
     res = run_sweep(args.config, args.space, args.trials, study=args.study,
                     storage=args.storage, jobs=args.jobs, out_dir=args.out,
-                    overrides=args.set, tracking=not args.no_tracking,
+                    overrides=tuple(args.set), tracking=not args.no_tracking,
                     tracking_uri=args.tracking_uri, sampler_seed=args.sampler_seed)
     print(f"study {res['study']}: {res['n_trials']} trials ({res['n_complete']} complete, "
           f"{res['n_pruned']} pruned)")

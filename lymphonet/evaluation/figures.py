@@ -129,9 +129,10 @@ def _decision_curve(result, plt) -> str:
     t = np.linspace(0.02, 0.5, 49)
     w = np.ones((1, len(y)))
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
-    for name, pred in result.predictions.items():
-        if np.isfinite(pred.g4).any():
-            ax.plot(t, [net_benefit(y, pred.g4, x, w)[0] for x in t], label=name, lw=1.3)
+    for i, (name, pred) in enumerate(result.predictions.items()):
+        if np.isfinite(pred.g4).any():  # past 10 models the colours repeat: dash them
+            ax.plot(t, [net_benefit(y, pred.g4, x, w)[0] for x in t], label=name, lw=1.3,
+                    ls="-" if i < 10 else "--")
     ax.plot(t, [treat_all_net_benefit(y, x, w)[0] for x in t], "k--", lw=1, label="flag all")
     ax.axhline(0.0, color="grey", lw=1, label="flag none")
     prevalence = float(np.nanmean(y)) if np.isfinite(y).any() else 0.0

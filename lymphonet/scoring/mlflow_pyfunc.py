@@ -43,7 +43,8 @@ def _absolute(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
 def score_frame(frame: pd.DataFrame, root: str | Path = ".") -> pd.DataFrame:
     """Score a manifest DataFrame with the bundle loaded in this process (after
     :func:`load_bundle_for_scoring`)."""
-    from lymphonet.scoring.runner import manifest_tasks, score_task
+    from lymphonet.scoring.runner import manifest_tasks
+    from lymphonet.scoring.worker import score_task
 
     root = Path(root).resolve()
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,9 +58,9 @@ def score_frame(frame: pd.DataFrame, root: str | Path = ".") -> pd.DataFrame:
 def load_bundle_for_scoring(bundle_dir: str | Path) -> None:
     """Load (and verify the checksums of) a bundle for :func:`score_frame` in this process."""
     from lymphonet.scoring.prepare import ScoreOptions
-    from lymphonet.scoring.runner import _init_worker
+    from lymphonet.scoring.worker import init_worker
 
-    _init_worker(str(bundle_dir), ScoreOptions(), verify=True, threads=1)
+    init_worker(str(bundle_dir), ScoreOptions(), verify=True, threads=1)
 
 
 def predict_frame(model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 The manifest is parsed once on the driver exactly as for the local engine (file-level checks,
 duplicate plan ids, resume keys: :func:`lymphonet.scoring.runner.manifest_tasks`); the rows left
 to score become a Ray dataset, and a pool of actors, each holding the verified bundle once,
-scores them with the local engine's own per-row code (:func:`~lymphonet.scoring.runner.score_task`:
+scores them with the local engine's own per-row code (:func:`~lymphonet.scoring.worker.score_task`:
 the same preparation, model and error isolation) through ``map_batches``. Results stream back
 in manifest order (``preserve_order``) to the driver, which writes them with the same writer,
 lock, resume and final re-ordering as the local engine: one row per input row, failing rows
@@ -26,13 +26,13 @@ class _RayScorer:
     """A Ray actor: loads the bundle once, scores the rows it is given by task index."""
 
     def __init__(self, bundle_dir: str, options, root: Path, tasks: list) -> None:
-        from lymphonet.scoring.runner import _init_worker
+        from lymphonet.scoring.worker import init_worker
 
-        _init_worker(bundle_dir, options, False, 1)
+        init_worker(bundle_dir, options, False, 1)
         self.tasks, self.root = tasks, root
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from lymphonet.scoring.runner import score_task
+        from lymphonet.scoring.worker import score_task
 
         rows, trajs, times = [], [], []
         for k in batch["k"]:

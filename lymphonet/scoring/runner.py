@@ -1,6 +1,7 @@
 """Batch risk scoring: a manifest of plans -> one output row per input row, streamed to CSV.
 
-Per row (in a worker process when ``workers > 1``): read dose + structures
+Per row (:func:`lymphonet.scoring.worker.score_task`, in a worker process when ``workers > 1``,
+or a Ray actor with ``engine="ray"``): read dose + structures
 (:func:`lymphonet.io.plan.read_plan`), reduce to plan features (blood-dose engine, lymphoid
 doses, dose summaries; :func:`lymphonet.dosimetry.plan_features.features_of_plan`), resample dose and organ masks
 onto the model's input grid, encode the clinical row with the bundle's fitted encoder, run the
@@ -33,8 +34,6 @@ faster; ``resampler="torchio"`` uses the training code path itself.
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from lymphonet.errors import InputError, redact
+from lymphonet.errors import InputError
 from lymphonet.schema import SCORE_COLUMNS, TRAJECTORY_COLUMNS, escape_cell
 from lymphonet.scoring.output import (
     OutputLock,
@@ -58,8 +56,12 @@ from lymphonet.scoring.output import (
 )
 from lymphonet.scoring.predict import Predictor
 from lymphonet.scoring.prepare import ScoreOptions, prepare_plan
+from lymphonet.scoring.worker import Task, init_worker, score_task
 
-log = logging.getLogger(__name__)
+__all__ = ["SCORE_COLUMNS", "TRAJECTORY_COLUMNS", "Predictor", "ScoreOptions", "ScoreSummary",
+           "Task", "iter_scores", "manifest_tasks", "prepare_plan", "score_manifest",
+           "score_task", "settings_key"]
+
 
 @dataclass
 class ScoreSummary:
@@ -82,18 +84,6 @@ class ScoreSummary:
 
 # ---------------------------------------------------------------------------------------------
 # manifest rows -> tasks
-
-
-@dataclass
-class Task:
-    """One manifest row: its number (1-based data row), ids, and a record or the problems."""
-
-    row: int
-    patient_id: str
-    plan_id: str
-    record: Any = None
-    error: str | None = None
-    key: str = ""
 
 
 def manifest_tasks(path: str | Path, alc_unit: str | None = None,
@@ -136,63 +126,6 @@ def manifest_tasks(path: str | Path, alc_unit: str | None = None,
 # ---------------------------------------------------------------------------------------------
 # workers
 
-_STATE: dict[str, Any] = {}
-
-
-def _init_worker(bundle_dir: str, options: ScoreOptions, verify: bool, threads: int) -> None:
-    """Load the bundle once per process (single-threaded torch)."""
-    from lymphonet.bundle.load import load_bundle
-
-    torch.set_num_threads(threads)
-    bundle = load_bundle(bundle_dir, verify=verify)
-    _STATE.update(bundle=bundle, options=options,
-                  predictor=Predictor(bundle, options.backend, options.level))
-
-
-def _error_row(task: Task, version: str, message: str, root: Path | None) -> dict[str, Any]:
-    row = {c: "" for c in SCORE_COLUMNS}
-    row.update(patient_id=task.patient_id, plan_id=task.plan_id, model_version=version,
-               input_sha256=task.key, status="error", error=redact(message, root))
-    return row
-
-
-def score_task(task: Task, root: Path) -> tuple[dict[str, Any], np.ndarray | None,
-                                                  dict[str, float]]:
-    """Score one task in this process (after :func:`_init_worker`); never raises for bad input.
-
-    Returns:
-        (output row, trajectory ``[T, 4]`` or None, stage timings in s).
-    """
-    bundle, options, predictor = _STATE["bundle"], _STATE["options"], _STATE["predictor"]
-    timings: dict[str, float] = {}
-    version = bundle.model_version
-    if task.record is None:
-        return _error_row(task, version, task.error or "invalid row", root), None, timings
-    try:
-        plan = prepare_plan(task.record, root, bundle, options, timings)
-        t0 = time.perf_counter()
-        values, traj = predictor.predict(plan)
-        timings["model"] = time.perf_counter() - t0
-    except InputError as err:
-        ctx = err.with_context(patient=task.patient_id, file=task.record.dose_path)
-        return _error_row(task, version, str(ctx.redacted(root)), root), None, timings
-    except Exception as err:
-        msg = redact(f"patient {task.patient_id!r}: scoring failed ({type(err).__name__}: "
-                     f"{err})", root)
-        log.error("%s", msg)
-        log.debug("traceback of plan %s", task.plan_id, exc_info=True)
-        return _error_row(task, version, msg, root), None, timings
-    if not all(math.isfinite(v) for v in values.values()):
-        return (_error_row(task, version, f"patient {task.patient_id!r}: non-finite prediction",
-                           root), None, timings)
-    row = {"patient_id": task.patient_id, "plan_id": task.plan_id, "model_version": version,
-           "input_sha256": task.key, **values, "mean_body_dose_gy": plan.mean_body_dose_gy,
-           "edic_gy": plan.edic_gy if math.isfinite(plan.edic_gy) else "",
-           "mean_blood_dose_gy": plan.mean_blood_dose_gy, "status": "ok", "error": "",
-           "warnings": redact("; ".join(plan.warnings), root)}
-    return row, (traj if options.trajectories else None), timings
-
-
 def _score_job(args):
     return score_task(*args)
 
@@ -218,7 +151,7 @@ def iter_scores(bundle_dir: str | Path, tasks: list[Task], root: Path,
     bar = tqdm(total=len(tasks), desc="scoring", unit="plan", disable=not progress)
     try:
         if workers <= 1:
-            _init_worker(str(bundle_dir), options, verify, 1)
+            init_worker(str(bundle_dir), options, verify, 1)
             for task in tasks:
                 yield (task, *score_task(task, root))
                 bar.update()
@@ -226,7 +159,7 @@ def iter_scores(bundle_dir: str | Path, tasks: list[Task], root: Path,
         import multiprocessing
 
         with multiprocessing.get_context().Pool(
-                workers, initializer=_init_worker,
+                workers, initializer=init_worker,
                 initargs=(str(bundle_dir), options, False, 1)) as pool:
             jobs = ((t, root) for t in tasks)
             for task, result in zip(tasks, pool.imap(_score_job, jobs, chunksize=1)):

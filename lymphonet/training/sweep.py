@@ -174,24 +174,40 @@ def work(job: SweepJob, attach: bool = False, worker: int = 0) -> None:
                    callbacks=[optuna.study.MaxTrialsCallback(job.trials, states=done)])
 
 
-def run_sweep(config: str | Path, space: str | Path, trials: int, *, study: str | None = None,
-              storage: str | None = None, jobs: int = 1, out_dir: str | Path | None = None,
-              overrides=(), tracking: bool = True, tracking_uri: str | None = None,
-              sampler_seed: int | None = None) -> dict[str, Any]:
-    """Run (or resume) a sweep; returns the best trial and where its config was written.
+@dataclass(frozen=True)
+class SweepOptions:
+    """How :func:`run_sweep` runs a study.
 
-    Args:
-        config: Base training config YAML.
-        space: Search-space YAML (:func:`load_space`).
-        trials: Total finished trials (complete or pruned) the study should hold.
+    Attributes:
         study: Study name (default ``<config name>-sweep``).
         storage: Optuna RDB URL (default ``sqlite:///<out_dir>/optuna.db``).
         jobs: Local worker processes sharing the storage.
         out_dir: Output root (default: the config's ``out_dir``).
         overrides: ``--set`` strings applied to every trial.
         tracking, tracking_uri: MLflow tracking of the parent and trial runs.
-        sampler_seed: Seed of the TPE sampler (default the config's ``train.seed``; worker i
-            of ``jobs`` uses it + i).
+        sampler_seed: Seed of the TPE sampler (default the config's ``train.seed``; worker i of
+            ``jobs`` uses it + i).
+    """
+
+    study: str | None = None
+    storage: str | None = None
+    jobs: int = 1
+    out_dir: str | Path | None = None
+    overrides: tuple[str, ...] = ()
+    tracking: bool = True
+    tracking_uri: str | None = None
+    sampler_seed: int | None = None
+
+
+def run_sweep(config: str | Path, space: str | Path, trials: int,
+              options: SweepOptions | None = None, **settings) -> dict[str, Any]:
+    """Run (or resume) a sweep; returns the best trial and where its config was written.
+
+    Args:
+        config: Base training config YAML.
+        space: Search-space YAML (:func:`load_space`).
+        trials: Total finished trials (complete or pruned) the study should hold.
+        options: :class:`SweepOptions`; ``**settings`` replace its fields by name.
     """
     import multiprocessing
 
@@ -200,29 +216,30 @@ def run_sweep(config: str | Path, space: str | Path, trials: int, *, study: str 
     from lymphonet.training.config import load_training_config
     from lymphonet.training.tracking import make_tracker
 
+    o = replace(options or SweepOptions(), **settings)
     sp = load_space(space)
-    base = load_training_config(config, list(overrides))
-    if trials < 1 or jobs < 1:
+    base = load_training_config(config, list(o.overrides))
+    if trials < 1 or o.jobs < 1:
         raise InputError("--trials and --jobs must be >= 1", field="--trials")
-    out = Path(out_dir or base.out_dir)
+    out = Path(o.out_dir or base.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name = study or f"{base.name}-sweep"
-    storage = storage or f"sqlite:///{(out.resolve() / 'optuna.db').as_posix()}"
+    name = o.study or f"{base.name}-sweep"
+    storage = o.storage or f"sqlite:///{(out.resolve() / 'optuna.db').as_posix()}"
     optuna.create_study(study_name=name, storage=storage, direction=sp.direction,
                         load_if_exists=True)
-    parent = make_tracker(tracking, out, f"sweep {name}", base.tracking.experiment,
-                          tracking_uri or base.tracking.uri)
+    uri = o.tracking_uri or base.tracking.uri
+    parent = make_tracker(o.tracking, out, f"sweep {name}", base.tracking.experiment, uri)
     parent.log_tags({"optuna_study": name, "optuna_storage": storage.split(":")[0],
                      "sweep_space": Path(space).name})
-    job = SweepJob(str(config), str(space), name, storage, trials, str(out), tuple(overrides),
-                   parent.run_id, tracking_uri or base.tracking.uri, tracking,
-                   base.train.seed if sampler_seed is None else sampler_seed)
+    job = SweepJob(str(config), str(space), name, storage, trials, str(out), tuple(o.overrides),
+                   parent.run_id, uri, o.tracking,
+                   base.train.seed if o.sampler_seed is None else o.sampler_seed)
     try:
-        if jobs == 1:
+        if o.jobs == 1:
             work(job)
         else:
             ctx = multiprocessing.get_context("spawn")
-            procs = [ctx.Process(target=work, args=(job, True, i)) for i in range(jobs)]
+            procs = [ctx.Process(target=work, args=(job, True, i)) for i in range(o.jobs)]
             for p in procs:
                 p.start()
             for p in procs:
