@@ -131,7 +131,7 @@ def _restore(resume, model, optimizer, scheduler, state) -> dict[str, torch.Tens
 
 def fit_mechanistic_baseline(cfg: TrainingRunConfig, model_inputs, train_dl, val_dl, device,
                              info=distributed.SINGLE_PROCESS):
-    """The population mechanistic model (theta = 0): only its noise model is fitted, for
+    """The mechanistic model at its priors (theta = 0): only its noise model is fitted, for
     ``train.baseline_epochs`` epochs at ``train.baseline_lr``, without early stopping."""
     t = cfg.train
     mech = build_model(mechanistic_config(cfg.model), model_inputs).to(device)
@@ -226,7 +226,7 @@ def train(cfg: TrainingRunConfig, *, device: str | None = None, resume: str | No
         t_hybrid = time.perf_counter() - t_start - t_data
         save("final", model, None, None, state)
 
-        # ---- the population mechanistic model, then both on the held-out fold
+        # ---- the mechanistic model at its priors, then both on the held-out fold
         mech = fit_mechanistic_baseline(cfg, data.model_inputs, train_dl, val_dl, dev, info)
         results = {name: evaluate(net, test_dl, dev, amp=t.amp, loss_cfg=cfg.loss)
                    for name, net in (("hybrid", model), ("mechanistic", mech))}

@@ -11,8 +11,8 @@ def register(subparsers) -> None:
         description="Train the hybrid CNN + kinetics model by running train.py. With no "
                     "arguments it uses configs/default.yaml, generates a simulated cohort into "
                     "runs/<name>/cohort (reused while its settings are unchanged), trains, and "
-                    "prints held-out metrics for the hybrid and the population mechanistic "
-                    "model side by side. Multi-GPU: torchrun --nproc_per_node N train.py ...")
+                    "prints held-out metrics for the hybrid and the mechanistic model at its "
+                    "priors (theta = 0) side by side. Multi-GPU: torchrun --nproc_per_node N train.py ...")
     add_arguments(p)
     p.set_defaults(func=run)
 

@@ -11,7 +11,7 @@ hybrid, Yin et al., ICLR 2021).
 Ablations are one config switch each (:class:`ModelConfig`): ``use_kinetics = False`` replaces the
 kinetics layer by a head predicting log(ALC / baseline) at fixed knots (a CNN-only baseline);
 ``use_cnn = False`` gives the mechanistic + clinical model; with ``use_cnn = use_clinical =
-False`` and ``learn_population_shift = False`` it is the population mechanistic model (theta = 0).
+False`` and ``learn_population_shift = False`` it is the mechanistic model at its priors (theta = 0).
 The kinetics layer always runs in float32 outside autocast.
 """
 

@@ -43,7 +43,8 @@ def build_model(cfg: ModelConfig, model_inputs: dict[str, int]) -> HybridModel:
 
 
 def mechanistic_config(cfg: ModelConfig) -> ModelConfig:
-    """The population mechanistic model: kinetics with theta = 0 (only the noise is learned)."""
+    """The mechanistic model at its priors: kinetics with theta = 0 (only the noise is learned;
+    ``mechanistic_prior`` in the evaluation, not the MAP-fitted ``mechanistic_population``)."""
     from dataclasses import replace
 
     return replace(cfg, use_kinetics=True, use_cnn=False, use_clinical=False,

@@ -79,8 +79,8 @@ def _log_shareable(tracker, run_dir: Path, summary: dict[str, Any], cfg) -> None
 
 
 def _print_summary(cfg, run_dir, state, results, summary, tracker, plots) -> None:
-    print(f"\nHeld-out fold (test fold {cfg.train.test_fold}), hybrid vs mechanistic-only "
-          "(population, theta = 0):")
+    print(f"\nHeld-out fold (test fold {cfg.train.test_fold}), hybrid vs the mechanistic "
+          "model at its priors (theta = 0; `mechanistic_prior` of lymphonet evaluate):")
     print(format_table(results))
     print(f"\nrun folder : {summary['run_dir']}")
     print(f"model      : {(run_dir / 'best.pt').resolve()} (best epoch {state['best_epoch']} of "
