@@ -17,12 +17,11 @@ import numpy as np
 import pandas as pd
 
 from lymphonet import metrics as M
-from lymphonet.evaluation.decisions import decision_values
+from lymphonet.evaluation.decisions import PARTICLES, decision_values
 from lymphonet.evaluation.truth import truth_values
 
 METRIC_COLUMNS = ("model", "metric", "subgroup", "value", "ci_low", "ci_high", "n",
                   "boot_undefined")
-PARTICLES = ("proton", "carbon")
 
 
 @dataclass

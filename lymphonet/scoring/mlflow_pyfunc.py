@@ -68,28 +68,24 @@ def predict_frame(model_input, params: dict[str, Any] | None = None) -> pd.DataF
     return score_frame(pd.DataFrame(model_input), (params or {}).get("root") or ".")
 
 
-def example_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """An input row in the manifest contract and an output row in the score contract (invented
-    values: no patient, no path of this machine)."""
+#: Manifest columns read as numbers (the rest are text); score columns that are text.
+_NUMERIC = ("n_fractions", "dose_per_fraction_gy", "baseline_alc", "beam_on_time_s", "age",
+            "bmi")
+_TEXT_OUTPUTS = {"patient_id", "plan_id", "model_version", "input_sha256", "status", "error",
+                 "warnings"}
+
+
+def example_input() -> pd.DataFrame:
+    """One manifest row for the model's input example (invented values: no patient, no path of
+    this machine)."""
     row = {"patient_id": "EXAMPLE", "plan_id": "EXAMPLE_photon", "site": "esophagus",
            "modality": "photon", "n_fractions": 28, "dose_per_fraction_gy": 1.8,
            "fraction_days": "", "beam_on_time_s": 60.0, "chemo": "concurrent",
            "chemo_regimen": "carboplatin/paclitaxel", "age": 64.0, "sex": "M", "bmi": 24.5,
            "baseline_alc": 1.7, "dose_path": "plans/EXAMPLE/dose.nii.gz",
            "structures_path": "plans/EXAMPLE/structures", "steroids": "no"}
-    cols = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in row]
-    text = {"patient_id", "plan_id", "model_version", "input_sha256", "status", "error",
-            "warnings"}
-    out = {c: ("" if c in text else 0.0) for c in SCORE_COLUMNS}
-    out.update(patient_id="EXAMPLE", plan_id="EXAMPLE_photon", status="ok")
-    x = pd.DataFrame([row])[cols]
-    x[[c for c in _NUMERIC if c in x]] = x[[c for c in _NUMERIC if c in x]].astype(float)
-    return x, pd.DataFrame([out])
-
-
-#: Manifest columns read as numbers (the rest are text).
-_NUMERIC = ("n_fractions", "dose_per_fraction_gy", "baseline_alc", "beam_on_time_s", "age",
-            "bmi")
+    x = pd.DataFrame([row])[[c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in row]]
+    return x.astype({c: float for c in _NUMERIC})
 
 
 def model_signature():
@@ -106,9 +102,8 @@ def model_signature():
 
     inputs = Schema([col(c, True) for c in REQUIRED_COLUMNS]
                     + [col(c, False) for c in OPTIONAL_COLUMNS])
-    text = {"patient_id", "plan_id", "model_version", "input_sha256", "status", "error",
-            "warnings"}
-    outputs = Schema([ColSpec("string" if c in text else "double", c) for c in SCORE_COLUMNS])
+    outputs = Schema([ColSpec("string" if c in _TEXT_OUTPUTS else "double", c)
+                      for c in SCORE_COLUMNS])
     return ModelSignature(inputs, outputs, ParamSchema([ParamSpec("root", "string", "")]))
 
 
@@ -121,7 +116,7 @@ def log_model(bundle_dir: str | Path, name: str = "model",
 
     import lymphonet
 
-    x, _ = example_frames()
+    x = example_input()
     signature = model_signature()
     return mlflow.pyfunc.log_model(
         name=name, python_model=str(MODEL_CODE), artifacts={"bundle": str(bundle_dir)},

@@ -24,7 +24,7 @@ best trial's config is written to ``<out_dir>/<study>/best.yaml`` for ``lymphone
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ class SweepSpace:
     metric: str = "val_loss"
     direction: str = "minimize"
     pruner: str = "median"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_space(path: str | Path) -> SweepSpace:
