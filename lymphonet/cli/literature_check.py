@@ -90,12 +90,13 @@ def _recirculation(args, table) -> int:
             print(f"held-out fit {k}/{n}: {study} left out", flush=True)
 
     report = rf.leave_one_study_out(rc, progress=progress)
+    theta_all = torch.tensor([report.attrs["theta_all"][n] for n in RECIRCULATION_NAMES],
+                             dtype=torch.float64)
+    report["in_field_share"] = rf.in_field_share(rc, theta_all).to_numpy()
     report.to_csv(args.out, index=False)
     theta_file = Path(args.out).with_suffix(".theta.json")
     theta_file.write_text(json.dumps({"theta": report.attrs["theta_all"],
                                       "params": _fitted_params(report)}, indent=2) + "\n")
-    theta_all = torch.tensor([report.attrs["theta_all"][n] for n in RECIRCULATION_NAMES],
-                             dtype=torch.float64)
     ident = rf.identifiability(rc, theta_all)
     ident.to_csv(Path(args.out).with_suffix(".identifiability.csv"), index=False)
     print("identifiability (Laplace approximation at the full fit):")
@@ -105,11 +106,28 @@ def _recirculation(args, table) -> int:
     print(report[["id", "statistic", "value", "in_sample", "held_out"]].round(3)
           .to_string(index=False))
     passed = _print_checks(report, "held_out", _fitted_params(report))
+    _print_maclennan_bound(report, _fitted_params(report))
     errors = {c: rf.weighted_error(report, c) for c in ("prior", "in_sample", "held_out")}
     print("weighted RMS residual (log ALC / arcsine-sqrt scale): "
           + ", ".join(f"{k} {v:.3f}" for k, v in errors.items())
           + f"; fitted theta {report.attrs['theta_all']}; report written to {args.out}")
     return _verdict(args, passed)
+
+
+def _print_maclennan_bound(report, params: dict[str, float]) -> None:
+    """What MacLennan's ratio asks of a direct-kill core, against the virtual patients' field."""
+    from lymphonet.twin.literature_checks import maclennan_bound
+
+    mac = report.loc[report["id"].str.startswith("maclennan1978_"), "in_field_share"]
+    if mac.empty:
+        return
+    print(f"MacLennan bound: the virtual patients hold {100 * mac.mean():.2f}% of their "
+          "lymphocytes in the field at a fraction (dose-weighted); a 20 fx / 5 fx ratio <= 0.55 "
+          "needs, with complete refill, no recovery and linear kill:")
+    for alpha in (1.0, params["alpha_per_gy"]):
+        b = maclennan_bound(alpha)
+        print(f"  alpha {alpha:.2f}/Gy: >= {100 * b.in_field_share:.1f}% in the field at the full "
+              f"fraction dose and a baseline ALC >= {b.baseline_needed:.2f} x10^9/L")
 
 
 def _verdict(args, passed: bool) -> int:

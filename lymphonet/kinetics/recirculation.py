@@ -237,6 +237,30 @@ class RecirculationKinetics(nn.Module):
         stem = torch.exp(-p["stem_alpha_per_gy"][:, None] * marrow)[:, None, :].expand(-1, k, -1)
         return s_blood, s_tis, stem
 
+    def pool_mean_dose_gy(self, inputs: KineticsInputs, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean dose per fraction to the body's lymphocytes, ``[B, K]`` or ``[B, 1]`` (Gy).
+
+        ``f_B mean_q D_B,q + (1 - f_B) sum_c w_c cov_c mean_q D_c,q`` with ``w_c`` the tissue
+        shares: the pool's share in the field, weighted by the dose it gets there (divided by the
+        fraction dose, the share of the pool that would be in the field at the full dose if the
+        kill were linear).
+        """
+        dose = inputs.blood_dose_q_gy
+        blood = dose.mean(-1) if dose.dim() == 3 else dose.mean(-1, keepdim=True)   # [B, K|1]
+        f_b = p["blood_share"][:, None]
+        out = f_b * blood
+        organs = inputs.lymphoid_dose_q_gy
+        if organs is None:
+            return out
+        cov = (torch.ones_like(organs[..., 0]) if inputs.lymphoid_coverage is None
+               else inputs.lymphoid_coverage)
+        share = torch.tensor([t.share for t in self.tissues], dtype=out.dtype, device=out.device)
+        share = share / share.sum()
+        tissue = sum(share[j] * cov[:, col] * organs[:, col].mean(-1)
+                     for j, col in enumerate(self.organ_index[t.name] for t in self.tissues)
+                     if col is not None)
+        return out + (1 - f_b) * tissue[:, None]
+
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: KineticsInputs, theta: torch.Tensor) -> RecirculationOutput:
         """Simulate ALC on days 0..n_days-1 for the batch (``theta`` ``[B, P]`` or ``[P]``)."""

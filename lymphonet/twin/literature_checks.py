@@ -12,6 +12,10 @@ value`` and a prediction column) and the fitted physical parameters.
 * ``particle_direction`` / ``particle_ratio``: in every photon/particle pair of one study with the
   same statistic, the particle arm is predicted better (lower depletion), and the predicted
   particle/photon ratio is within a factor 1.5 of the published one.
+
+:func:`maclennan_bound` says what the first check asks of any core that kills by direct
+irradiation: the smallest share of the body's lymphocytes that must sit in the field at every
+fraction for 24 Gy in 20 fractions to leave at most 0.55 of what 5 fractions leave.
 """
 
 from __future__ import annotations
@@ -45,6 +49,63 @@ def _maclennan(report: pd.DataFrame, column: str) -> list[Check]:
     return [Check("maclennan_ratio", ratio, "<= 0.55 (published 0.35)", ratio <= 0.55),
             Check("maclennan_order", float(order), "5 > 12 > 20 fractions", order,
                   ", ".join(f"{k} fx {v:.2f}" for k, v in sorted(pred.items())))]
+
+
+@dataclass(frozen=True)
+class FractionationBound:
+    """What a direct-kill core needs to reach a 20 fx / 5 fx ratio (:func:`maclennan_bound`).
+
+    Attributes:
+        alpha_per_gy: Lymphocyte radiosensitivity assumed (1/Gy).
+        in_field_share: Smallest share of all lymphocytes that must receive the full fraction dose
+            at every fraction, refilled completely between fractions.
+        surviving_5fx: Share of the pool that survives the 5-fraction course at that share.
+        baseline_needed: Baseline ALC (10^9/L) at which the 5-fraction arm then reads MacLennan's
+            1.84 x 10^9/L with no recovery at all.
+    """
+
+    alpha_per_gy: float
+    in_field_share: float
+    surviving_5fx: float
+    baseline_needed: float
+
+
+def surviving_share(n_fractions: int, total_dose_gy: float, alpha_per_gy: float,
+                    in_field_share: float) -> float:
+    """Share of a lymphocyte pool that survives ``n`` equal fractions when ``s`` of it sits in the
+    field at every fraction and the field is refilled from the whole pool in between:
+    ``(1 - s (1 - exp(-alpha D / n)))^n`` (no production, no recovery)."""
+    d = total_dose_gy / n_fractions
+    return float((1.0 - in_field_share * (1.0 - np.exp(-alpha_per_gy * d))) ** n_fractions)
+
+
+def maclennan_bound(alpha_per_gy: float = 1.0, target_ratio: float = 0.55,
+                    total_dose_gy: float = 24.0, alc_5fx: float = 1.84) -> FractionationBound:
+    """The in-field share a direct-kill core needs for MacLennan's fractionation effect.
+
+    The most a core can make of many small fractions is a pool that is dosed in the field at every
+    fraction and refilled completely between fractions (blood alone and tissue refill are special
+    cases with less). Purely linear kill (beta = 0) is the best case for many fractions; recovery,
+    production and chemotherapy common to both arms only pull the ratio towards 1. So the 20 / 5
+    ratio of the surviving pool, ``surviving_share(20) / surviving_share(5)``, is a lower bound on
+    the ratio of mean counts any such core predicts. It falls with the in-field share ``s``; this
+    returns the smallest ``s`` that reaches ``target_ratio`` (NaN if none does: at ``s`` = 1
+    every fraction doses the whole pool and the ratio is back at 1).
+    """
+    from scipy.optimize import brentq
+
+    def gap(s: float) -> float:
+        return (surviving_share(20, total_dose_gy, alpha_per_gy, s)
+                / surviving_share(5, total_dose_gy, alpha_per_gy, s) - target_ratio)
+
+    grid = np.linspace(0.0, 1.0, 1001)[1:-1]  # the ratio is 1 at s = 0 and at s = 1
+    below = [k for k, s in enumerate(grid) if gap(s) <= 0]
+    if not below:
+        return FractionationBound(alpha_per_gy, float("nan"), float("nan"), float("nan"))
+    k = below[0]
+    s = float(brentq(gap, grid[k - 1], grid[k])) if k > 0 else float(grid[0])
+    s5 = surviving_share(5, total_dose_gy, alpha_per_gy, s)
+    return FractionationBound(alpha_per_gy, s, s5, alc_5fx / s5)
 
 
 def _pairs(report: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:

@@ -20,6 +20,7 @@ from lymphonet.kinetics.recirculation import (
     RECIRCULATION_NAMES,
     RECIRCULATION_SPECS,
     RecirculationKinetics,
+    recirculation_params,
 )
 from lymphonet.twin.literature import VirtualCohort, row_statistics
 from lymphonet.twin.literature_fit import residual_weights, transform_predictions
@@ -273,3 +274,20 @@ def plot_loso(report: pd.DataFrame, path) -> None:
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def in_field_share(rc: RecirculationCohort, theta: torch.Tensor) -> pd.Series:
+    """Per row: the dose-weighted share of the body's lymphocytes in the field at a fraction
+    (mean over the row's patients of the pool's mean dose per fraction over the fraction dose,
+    :meth:`~lymphonet.kinetics.recirculation.RecirculationKinetics.pool_mean_dose_gy`), the
+    quantity :func:`lymphonet.twin.literature_checks.maclennan_bound` asks about."""
+    core = RecirculationKinetics()
+    table = rc.cohort.table
+    out = []
+    for r, sl in enumerate(rc.cohort.slices):
+        idx = torch.arange(sl.start, sl.stop)
+        p = recirculation_params(theta[None, :] + rc.offsets[idx])
+        with torch.no_grad():
+            dose = core.pool_mean_dose_gy(rc.cohort.inputs.index(idx), p).mean(1)
+        out.append(float(dose.mean()) / float(table["dose_per_fraction_gy"].iloc[r]))
+    return pd.Series(out, index=table["id"], name="in_field_share")

@@ -203,3 +203,24 @@ def test_joint_fit_with_lab_series_follows_the_labs(small_cohort):
     fit = fit_mod.calibrate_to_table(sub, ["alpha_per_gy"], labs=(inp, obs), lab_sigma=0.02)
     assert fit.theta[0] == pytest.approx(0.8, abs=0.05)
     assert fit.lab_sigma == 0.02
+
+
+def test_literature_check_recirculation_cli_reports_held_out_and_the_maclennan_bound(
+        tmp_path, capsys):
+    rows = [_row(f"maclennan1978_{n}fx", "whole_brain", "photon", n, 24.0 / n, "none",
+                 "mean_alc", 88, 102, v) for n, v in ((5, 1.84), (20, 0.64))]
+    rows.append(_row("pan", "pancreas", "photon", 28, 1.8, "concurrent", "fraction_below", 26, 34,
+                     0.5, thr=0.5))
+    table = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    out = tmp_path / "loso.csv"
+    rc = main(["literature-check", "--core", "recirculation", "--table", str(table), "--out",
+               str(out), "--n-per-row", "8", "--n-phantoms", "1", "--quiet", "--strict"])
+    printed = capsys.readouterr().out
+    rep = pd.read_csv(out)
+    assert rep["held_out"].notna().all() and rep["in_sample"].notna().all()
+    # a cranial field holds under 2% of the lymphocytes; the bound asks for several times that
+    assert (rep.loc[rep["site"] == "whole_brain", "in_field_share"] < 0.02).all()
+    assert "MacLennan bound" in printed and "alpha 1.00/Gy: >= 6.5% in the field" in printed
+    assert rc == 1 and "MISS maclennan_ratio" in printed  # the acceptance run says it misses
+    assert out.with_suffix(".theta.json").exists()

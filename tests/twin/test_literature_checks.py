@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import math
+from dataclasses import replace
 
-from lymphonet.twin.literature_checks import checks_table, named_checks
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lymphonet.kinetics import KineticsInputs
+from lymphonet.kinetics.recirculation import (
+    RECIRCULATION_NAMES,
+    RECIRCULATION_SPECS,
+    RecirculationKinetics,
+    recirculation_params,
+)
+from lymphonet.organs import LYMPHOID_ORGANS
+from lymphonet.twin.literature_checks import (
+    checks_table,
+    maclennan_bound,
+    named_checks,
+    surviving_share,
+)
 
 
 def _report(mac, eso_photon, eso_proton):
@@ -34,3 +53,60 @@ def test_checks_fail_on_compressed_fractionation_wrong_modality_and_effective_va
     assert failed == {"maclennan_ratio", "blood_share_physiological", "alpha_in_vivo_range",
                       "particle_direction", "particle_ratio"}
     assert checks["maclennan_order"].passed  # the ordering is still right
+
+
+# --------------------------------------------------------------------------- the MacLennan bound
+def _walk_pool(n_fx, total_gy, alpha, share):
+    """A pool walked fraction by fraction: ``share`` of it in the field, the field dosed, then the
+    survivors mixed back so the next fraction finds ``share`` of what is left in the field."""
+    pool = 1.0
+    for _ in range(n_fx):
+        in_field, outside = share * pool, (1 - share) * pool
+        pool = outside + in_field * math.exp(-alpha * total_gy / n_fx)
+    return pool
+
+
+def test_surviving_share_matches_a_fraction_by_fraction_walk():
+    for n, alpha, share in [(5, 1.0, 0.1), (20, 0.4, 0.3), (12, 0.7, 0.02)]:
+        assert surviving_share(n, 24.0, alpha, share) == pytest.approx(
+            _walk_pool(n, 24.0, alpha, share), rel=1e-12)
+
+
+def test_maclennan_bound_is_the_smallest_share_that_reaches_the_ratio():
+    bound = maclennan_bound(1.0)
+    ratio = lambda s: surviving_share(20, 24, 1.0, s) / surviving_share(5, 24, 1.0, s)
+    assert ratio(bound.in_field_share) == pytest.approx(0.55, abs=1e-9)
+    assert all(ratio(s) > 0.55 for s in np.linspace(1e-4, bound.in_field_share - 1e-4, 50))
+    assert bound.baseline_needed == pytest.approx(1.84 / bound.surviving_5fx)
+    # less radiosensitive lymphocytes need more of the pool in the field
+    assert maclennan_bound(0.52).in_field_share > bound.in_field_share
+    assert np.isnan(maclennan_bound(0.2).in_field_share)  # unreachable at any share
+
+
+@pytest.mark.parametrize("coverage", [0.05, 0.2, 0.5])
+def test_the_recirculation_core_cannot_beat_the_bound(coverage):
+    """Every resident site dosed with the fraction dose at the same coverage (the most a cranial
+    field could hold, and more), blood undosed: the core's 20 fx / 5 fx ratio of mean counts stays
+    at or above the closed-form bound for its dose-weighted in-field share."""
+    theta = torch.zeros(len(RECIRCULATION_SPECS), dtype=torch.float64)
+    alc, share = {}, None
+    for n in (5, 20):
+        d = 24.0 / n
+        lym = torch.full((len(LYMPHOID_ORGANS), 8), d, dtype=torch.float64)
+        x = KineticsInputs.single(n, torch.zeros(8, dtype=torch.float64), 2.0,
+                                  lymphoid_dose_q_gy=lym)
+        x = replace(x, lymphoid_coverage=torch.full((1, len(LYMPHOID_ORGANS)), coverage,
+                                                    dtype=torch.float64))
+        core = RecirculationKinetics(n_days=130)
+        out = core(x, theta)
+        p = recirculation_params(theta)
+        share = float(core.pool_mean_dose_gy(x, p)[0, 0]) / d
+        last = int(x.fraction_days[0, -1])
+        alc[n] = out.alc[0, [last + 1, last + 90]]
+    f_b = RECIRCULATION_SPECS[RECIRCULATION_NAMES.index("blood_share")].prior
+    assert share == pytest.approx((1 - f_b) * coverage, rel=1e-9)
+    alpha = RECIRCULATION_SPECS[RECIRCULATION_NAMES.index("alpha_per_gy")].prior
+    bound = surviving_share(20, 24, alpha, share) / surviving_share(5, 24, alpha, share)
+    ratio = (alc[20] / alc[5]).numpy()
+    assert (ratio >= bound - 1e-9).all(), (ratio, bound)
+    assert (ratio < 1).all()  # many small fractions still deplete more

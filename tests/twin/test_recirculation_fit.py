@@ -89,3 +89,14 @@ def test_identifiability_says_when_the_point_is_not_a_minimum(small, monkeypatch
     rep = rf.identifiability(small, torch.zeros(len(RECIRCULATION_NAMES), dtype=torch.float64),
                              ("alpha_per_gy", "chemo_rate_per_day"))
     assert (rep["verdict"] == "not a minimum").all() and rep["posterior_sd"].isna().all()
+
+
+def test_in_field_share_is_the_dose_weighted_share_of_the_pool(small):
+    theta = torch.zeros(len(RECIRCULATION_NAMES), dtype=torch.float64)
+    share = rf.in_field_share(small, theta)
+    assert list(share.index) == list(small.cohort.table["id"])
+    assert ((share > 0) & (share < 1)).all()
+    # a cranial field holds few lymphocytes; a thoracic field with nodes, marrow and lungs more
+    assert share["mac5_arm"] < 0.02 < share["eso_g3"]
+    # the same anatomy and field in 5 or 20 fractions: the same share
+    assert share["mac5_arm"] == pytest.approx(share["mac20_arm"], rel=0.05)
