@@ -12,6 +12,9 @@ value`` and a prediction column) and the fitted physical parameters.
 * ``particle_direction`` / ``particle_ratio``: in every photon/particle pair of one study with the
   same statistic, the particle arm is predicted better (lower depletion), and the predicted
   particle/photon ratio is within a factor 1.5 of the published one.
+* ``particle_ratio_in_ci``: for pairs of fractions of patients, the predicted ratio lies inside
+  the published risk ratio's 95% interval (Katz log method from the arms' counts): a pair whose
+  arms are small can miss the factor 1.5 by sampling alone.
 
 :func:`maclennan_bound` says what the first check asks of any core that kills by direct
 irradiation: the smallest share of the body's lymphocytes that must sit in the field at every
@@ -129,7 +132,7 @@ def _particle(report: pd.DataFrame, column: str) -> list[Check]:
     pairs = _pairs(report)
     if not pairs:
         return []
-    right, within, notes = 0, 0, []
+    right, within, in_ci, n_ci, notes = 0, 0, 0, 0, []
     for ph, pa in pairs:
         frac = ph["statistic"] in FRACTION_STATISTICS  # fractions of patients: lower is better
         better = pa[column] < ph[column] if frac else pa[column] > ph[column]
@@ -138,12 +141,36 @@ def _particle(report: pd.DataFrame, column: str) -> list[Check]:
         predicted = pa[column] / ph[column] if ph[column] > 0 else np.inf
         ok = np.isfinite(predicted) and 1 / 1.5 <= predicted / published <= 1.5
         within += bool(ok)
-        notes.append(f"{ph['id']}/{pa['id']}: published {published:.2f}, predicted "
-                     f"{predicted:.2f}")
+        note = f"{ph['id']}/{pa['id']}: published {published:.2f}"
+        lo, hi = risk_ratio_interval(ph, pa) if frac else (np.nan, np.nan)
+        if np.isfinite(lo):
+            n_ci += 1
+            in_ci += bool(lo <= predicted <= hi)
+            note += f" [{lo:.2f}, {hi:.2f}]"
+        notes.append(note + f", predicted {predicted:.2f}")
     n = len(pairs)
-    return [Check("particle_direction", right / n, "every pair right", right == n,
-                  "; ".join(notes)),
-            Check("particle_ratio", within / n, "every pair within a factor 1.5", within == n)]
+    checks = [Check("particle_direction", right / n, "every pair right", right == n,
+                    "; ".join(notes)),
+              Check("particle_ratio", within / n, "every pair within a factor 1.5", within == n)]
+    if n_ci:
+        checks.append(Check("particle_ratio_in_ci", in_ci / n_ci,
+                            "every pair inside the published 95% interval", in_ci == n_ci))
+    return checks
+
+
+def risk_ratio_interval(photon: pd.Series, particle: pd.Series) -> tuple[float, float]:
+    """95% interval of the published particle/photon risk ratio from the arms' sizes ``n`` and
+    fractions ``value`` (Katz log method: ``log RR +- 1.96 sqrt(1/a - 1/n1 + 1/c - 1/n2)`` with
+    ``a``, ``c`` the event counts); NaN when a size is missing or an arm has no event."""
+    n1, n2 = particle.get("n"), photon.get("n")
+    if pd.isna(n1) or pd.isna(n2):
+        return float("nan"), float("nan")
+    a, c = round(float(particle["value"]) * n1), round(float(photon["value"]) * n2)
+    if a == 0 or c == 0:
+        return float("nan"), float("nan")
+    rr = (a / n1) / (c / n2)
+    se = np.sqrt(1 / a - 1 / n1 + 1 / c - 1 / n2)
+    return float(rr * np.exp(-1.96 * se)), float(rr * np.exp(1.96 * se))
 
 
 def named_checks(report: pd.DataFrame, column: str, params: dict[str, float]) -> list[Check]:

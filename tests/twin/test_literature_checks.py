@@ -22,6 +22,7 @@ from lymphonet.twin.literature_checks import (
     checks_table,
     maclennan_bound,
     named_checks,
+    risk_ratio_interval,
     surviving_share,
 )
 
@@ -110,3 +111,37 @@ def test_the_recirculation_core_cannot_beat_the_bound(coverage):
     ratio = (alc[20] / alc[5]).numpy()
     assert (ratio >= bound - 1e-9).all(), (ratio, bound)
     assert (ratio < 1).all()  # many small fractions still deplete more
+
+
+def test_risk_ratio_interval_covers_the_true_ratio_at_its_nominal_rate():
+    """Katz's interval, checked by what it claims: over binomial draws of two arms it holds the
+    true risk ratio about 95% of the time."""
+    rng = np.random.default_rng(0)
+    n_ph, n_pa, p_ph, p_pa = 80, 60, 0.4, 0.2
+    hits = total = 0
+    for _ in range(2000):
+        ph = pd.Series({"value": rng.binomial(n_ph, p_ph) / n_ph, "n": n_ph})
+        pa = pd.Series({"value": rng.binomial(n_pa, p_pa) / n_pa, "n": n_pa})
+        lo, hi = risk_ratio_interval(ph, pa)
+        if np.isfinite(lo):
+            total += 1
+            hits += lo <= p_pa / p_ph <= hi
+    assert total > 1990 and 0.93 <= hits / total <= 0.97
+    # no events in an arm, or no arm sizes: no interval rather than a made-up one
+    assert np.isnan(risk_ratio_interval(pd.Series({"value": 0.3, "n": 50}),
+                                        pd.Series({"value": 0.0, "n": 40}))[0])
+    assert np.isnan(risk_ratio_interval(pd.Series({"value": 0.3, "n": np.nan}),
+                                        pd.Series({"value": 0.1, "n": 40}))[0])
+
+
+def test_a_small_pair_can_miss_the_factor_but_sit_inside_its_interval():
+    """Mohan 2021's arms (22/56 photon, 4/28 proton): a predicted ratio of 0.90 misses the factor
+    1.5 around the published 0.36 but lies inside the published interval (about 0.14-0.95)."""
+    rep = pd.DataFrame([
+        {"id": "mohan2021_xrt", "site": "glioblastoma", "modality": "photon", "n": 56,
+         "statistic": "fraction_nadir_below", "value": 22 / 56, "threshold": 0.5, "pred": 0.40},
+        {"id": "mohan2021_pt", "site": "glioblastoma", "modality": "proton", "n": 28,
+         "statistic": "fraction_nadir_below", "value": 4 / 28, "threshold": 0.5, "pred": 0.36}])
+    checks = {c.name: c for c in named_checks(rep, "pred", {})}
+    assert not checks["particle_ratio"].passed and checks["particle_ratio_in_ci"].passed
+    assert "[0.14, 0.95]" in checks["particle_direction"].detail
