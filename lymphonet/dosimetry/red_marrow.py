@@ -16,7 +16,9 @@ bone than the whole body's ~1.2 L of red marrow). The rule used everywhere in ly
   bone; :func:`marrow_weights` says so in its note.
 
 Adult distribution only: children keep more red marrow in the skull (27.8% in the newborn, Cristy,
-Phys Med Biol 26:389, 1981) and in the limbs; the by-age table is not applied yet.
+Phys Med Biol 26:389, 1981) and in the limbs. The by-age table (ICRP 89, after Cristy 1981) was not
+available to us, so it is not applied; :func:`age_note` says so for every patient under
+:data:`ADULT_MARROW_AGE` instead of scoring a child silently with an adult skeleton.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ REFERENCE_SITE_VOLUME_CC: dict[str, float] = {
 #: ICRP-89 reference red-marrow mass (g) of an adult male, at ~1 g/cc.
 RED_MARROW_REFERENCE_CC = 1170.0
 SITE_PREFIX = "bone_marrow_"
+#: Youngest age (years) the adult distribution is used for without a note. ICRP 89 tabulates the
+#: skeleton apart at birth, 1, 5, 10 and 15 years; from 18 lymphonet takes the adult one.
+ADULT_MARROW_AGE = 18.0
+
+
+def age_note(age_years: float | None) -> str | None:
+    """A warning when the adult red-marrow distribution is applied to a child (None otherwise,
+    and None when the age is unknown: an unknown age is the manifest's to report)."""
+    if age_years is None or not np.isfinite(age_years) or age_years >= ADULT_MARROW_AGE:
+        return None
+    return (f"age {age_years:g}: red marrow taken with the adult distribution (ICRP 89); a child "
+            "holds more of it in the skull and limbs (27.8% in the skull at birth against 7.6% in "
+            "the adult, Cristy 1981), so the marrow's share of a cranial or limb field is "
+            "underestimated")
 
 
 def touches_edge(mask: np.ndarray) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 from lymphonet.data.batch import plan_arrays
 from lymphonet.data.images import image_from_plan, resample_fast
 from lymphonet.dosimetry.plan_features import features_of_plan
+from lymphonet.dosimetry.red_marrow import SITE_PREFIX, age_note
 from lymphonet.io.plan import read_plan
 
 Backend = Literal["torch", "onnx", "torchscript"]
@@ -126,6 +127,9 @@ def plan_warnings(record, plan, encoder, horizon_days: int) -> list[str]:
     if site not in encoder.sites[:-1]:
         out.append(f"site {record.site or '(none)'!r} is not one the model was trained on: "
                    "encoded as 'other'")
+    if any(n == "bone_marrow" or n.startswith(SITE_PREFIX) for n in plan.structures.masks):
+        note = age_note(record.age)
+        out += [note] if note else []
     if plan.beam_on_assumed:
         out.append(f"beam-on time assumed {plan.beam_on_time_s:g} s per fraction (the manifest "
                    "gives none)")

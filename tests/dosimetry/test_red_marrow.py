@@ -7,8 +7,10 @@ import pytest
 from lymphonet.dosimetry.dose_map_histograms import histograms_from_dose_map
 from lymphonet.dosimetry.plan_features import _quantiles, lymphoid_masks, plan_features
 from lymphonet.dosimetry.red_marrow import (
+    ADULT_MARROW_AGE,
     RED_MARROW_SHARE,
     REFERENCE_SITE_VOLUME_CC,
+    age_note,
     marrow_weights,
     with_marrow_union,
 )
@@ -163,3 +165,30 @@ def test_body_site_is_the_body_outside_the_other_sites(thorax):
     assert not (masks["body"] & others).any()
     assert (masks["body"] | others).sum() == (ph["body"] | others).sum()
     assert masks["lungs"].sum() == (ph["lung_left"] | ph["lung_right"]).sum()
+
+
+def test_a_child_is_told_the_adult_marrow_distribution_was_used():
+    assert age_note(float("nan")) is None and age_note(None) is None and age_note(40.0) is None
+    assert age_note(ADULT_MARROW_AGE) is None
+    note = age_note(6.0)
+    assert note.startswith("age 6:") and "adult distribution" in note and "underestimated" in note
+
+
+def test_scoring_warns_for_a_child_with_bone_contours_only():
+    from types import SimpleNamespace
+
+    from lymphonet.scoring.prepare import plan_warnings
+
+    enc = SimpleNamespace(sites=("brain", "other"))
+    record = SimpleNamespace(fraction_days=np.arange(5.0), site="brain", age=6.0)
+
+    def plan(names):
+        return SimpleNamespace(structures=SimpleNamespace(masks=dict.fromkeys(names)),
+                               beam_on_assumed=False, notes=())
+
+    with_bone = plan_warnings(record, plan(["body", "bone_marrow_cranium"]), enc, 365)
+    assert any(w.startswith("age 6:") for w in with_bone)
+    assert not any(w.startswith("age") for w in plan_warnings(record, plan(["body"]), enc, 365))
+    adult = SimpleNamespace(fraction_days=np.arange(5.0), site="brain", age=50.0)
+    assert not any(w.startswith("age") for w in plan_warnings(adult, plan(["body", "bone_marrow"]),
+                                                              enc, 365))
