@@ -17,6 +17,7 @@ fitted population theta is written beside the report (``loso.theta.json``), the 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
@@ -106,7 +107,7 @@ def _recirculation(args, table) -> int:
     print(report[["id", "statistic", "value", "in_sample", "held_out"]].round(3)
           .to_string(index=False))
     passed = _print_checks(report, "held_out", _fitted_params(report))
-    _print_maclennan_bound(report, _fitted_params(report))
+    _print_maclennan_estimate(rc, theta_all, report)
     errors = {c: rf.weighted_error(report, c) for c in ("prior", "in_sample", "held_out")}
     print("weighted RMS residual (log ALC / arcsine-sqrt scale): "
           + ", ".join(f"{k} {v:.3f}" for k, v in errors.items())
@@ -114,20 +115,34 @@ def _recirculation(args, table) -> int:
     return _verdict(args, passed)
 
 
-def _print_maclennan_bound(report, params: dict[str, float]) -> None:
-    """What MacLennan's ratio asks of a direct-kill core, against the virtual patients' field."""
+def _print_maclennan_estimate(rc, theta, report) -> None:
+    """What MacLennan's ratio asks of direct killing, against the virtual patients' own field:
+    the complete-refill estimate on their doses, at the fit and at the core's most radiosensitive
+    corner, and the in-field share the estimate needs (docs/kinetics.md section 8)."""
+    from lymphonet.kinetics.recirculation import RECIRCULATION_SPECS
     from lymphonet.twin.literature_checks import maclennan_bound
+    from lymphonet.twin.recirculation_fit import complete_refill_survival
 
-    mac = report.loc[report["id"].str.startswith("maclennan1978_"), "in_field_share"]
-    if mac.empty:
+    ids = {n: f"maclennan1978_{n}fx" for n in (5, 20)}
+    if not set(ids.values()) <= set(report["id"]):
         return
-    print(f"MacLennan bound: the virtual patients hold {100 * mac.mean():.2f}% of their "
-          "lymphocytes in the field at a fraction (dose-weighted); a 20 fx / 5 fx ratio <= 0.55 "
-          "needs, with complete refill, no recovery and linear kill:")
-    for alpha in (1.0, params["alpha_per_gy"]):
-        b = maclennan_bound(alpha)
-        print(f"  alpha {alpha:.2f}/Gy: >= {100 * b.in_field_share:.1f}% in the field at the full "
-              f"fraction dose and a baseline ALC >= {b.baseline_needed:.2f} x10^9/L")
+    upper = {s.name: s.upper for s in RECIRCULATION_SPECS if s.name in ("alpha_per_gy",
+                                                                        "beta_per_gy2")}
+    share = report.set_index("id")["in_field_share"]
+    print("MacLennan, complete-refill estimate (every fraction finds the pool back at its "
+          "equilibrium shares, nothing recovers):")
+    print(f"  the virtual patients' field holds {100 * share[ids[5]]:.2f}% (5 fx) and "
+          f"{100 * share[ids[20]]:.2f}% (20 fx) of the lymphocytes, dose-weighted")
+    corner = f"at alpha {upper['alpha_per_gy']:g}/Gy, beta {upper['beta_per_gy2']:g}/Gy^2"
+    for label, over in (("at the fit", None), (corner, upper)):
+        surv = complete_refill_survival(rc, theta, over)
+        print(f"  20 fx / 5 fx pool ratio on their doses {label}: "
+              f"{surv[ids[20]] / surv[ids[5]]:.3f} (check: <= 0.55)")
+    b = maclennan_bound(upper["alpha_per_gy"], upper["beta_per_gy2"])
+    need = ("no share reaches it" if math.isnan(b.in_field_share) else
+            f">= {100 * b.in_field_share:.1f}% of the lymphocytes at the full fraction dose and a "
+            f"baseline ALC >= {b.baseline_needed:.2f} x10^9/L")
+    print(f"  reaching 0.55 {corner}: {need}")
 
 
 def _verdict(args, passed: bool) -> int:

@@ -47,15 +47,27 @@ SITE_PREFIX = "bone_marrow_"
 ADULT_MARROW_AGE = 18.0
 
 
-def age_note(age_years: float | None) -> str | None:
-    """A warning when the adult red-marrow distribution is applied to a child (None otherwise,
-    and None when the age is unknown: an unknown age is the manifest's to report)."""
+def age_note(age_years: float | None, by_site: bool = True) -> str | None:
+    """A warning when a child's red marrow is taken with the adult reference.
+
+    Args:
+        age_years: Age (years); None or NaN (unknown: the manifest's to report) gives no note.
+        by_site: True for bone contours named by site (the adult ICRP-89 distribution over sites),
+            False for generic bone (the volume rule against the adult red-marrow mass).
+
+    Returns:
+        The warning, or None for an adult or an unknown age.
+    """
     if age_years is None or not np.isfinite(age_years) or age_years >= ADULT_MARROW_AGE:
         return None
-    return (f"age {age_years:g}: red marrow taken with the adult distribution (ICRP 89); a child "
-            "holds more of it in the skull and limbs (27.8% in the skull at birth against 7.6% in "
-            "the adult, Cristy 1981), so the marrow's share of a cranial or limb field is "
-            "underestimated")
+    if not by_site:
+        return (f"age {age_years:g}: bone without named sites counted against the adult "
+                f"red-marrow mass ({RED_MARROW_REFERENCE_CC:g} g, ICRP 89); a child has less "
+                "red marrow in all, so the share of it in the field is underestimated")
+    return (f"age {age_years:g}: red marrow shared over the bone sites as in the adult (ICRP 89); "
+            "a child holds more of it in the skull and limbs (27.8% in the skull at birth against "
+            "7.6% in the adult, Cristy 1981) and less in the trunk, so a cranial field's marrow "
+            "share is underestimated and a pelvic or spinal one's overestimated")
 
 
 def touches_edge(mask: np.ndarray) -> bool:

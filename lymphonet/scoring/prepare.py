@@ -127,8 +127,10 @@ def plan_warnings(record, plan, encoder, horizon_days: int) -> list[str]:
     if site not in encoder.sites[:-1]:
         out.append(f"site {record.site or '(none)'!r} is not one the model was trained on: "
                    "encoded as 'other'")
-    if any(n == "bone_marrow" or n.startswith(SITE_PREFIX) for n in plan.structures.masks):
-        note = age_note(record.age)
+    bones = [n for n, m in plan.structures.masks.items()
+             if (n == "bone_marrow" or n.startswith(SITE_PREFIX)) and m.any()]
+    if bones:
+        note = age_note(record.age, by_site=any(n.startswith(SITE_PREFIX) for n in bones))
         out += [note] if note else []
     if plan.beam_on_assumed:
         out.append(f"beam-on time assumed {plan.beam_on_time_s:g} s per fraction (the manifest "

@@ -16,9 +16,10 @@ value`` and a prediction column) and the fitted physical parameters.
   the published risk ratio's 95% interval (Katz log method from the arms' counts): a pair whose
   arms are small can miss the factor 1.5 by sampling alone.
 
-:func:`maclennan_bound` says what the first check asks of any core that kills by direct
-irradiation: the smallest share of the body's lymphocytes that must sit in the field at every
-fraction for 24 Gy in 20 fractions to leave at most 0.55 of what 5 fractions leave.
+:func:`maclennan_bound` estimates what the first check asks of a core that kills by direct
+irradiation: the share of the body's lymphocytes that would have to sit in the field at every
+fraction for 24 Gy in 20 fractions to leave at most 0.55 of what 5 fractions leave (a
+complete-refill estimate; its assumptions are in its docstring).
 """
 
 from __future__ import annotations
@@ -56,59 +57,90 @@ def _maclennan(report: pd.DataFrame, column: str) -> list[Check]:
 
 @dataclass(frozen=True)
 class FractionationBound:
-    """What a direct-kill core needs to reach a 20 fx / 5 fx ratio (:func:`maclennan_bound`).
+    """The complete-refill estimate of :func:`maclennan_bound`.
 
     Attributes:
         alpha_per_gy: Lymphocyte radiosensitivity assumed (1/Gy).
+        beta_per_gy2: Quadratic radiosensitivity assumed (1/Gy^2).
         in_field_share: Smallest share of all lymphocytes that must receive the full fraction dose
-            at every fraction, refilled completely between fractions.
+            at every fraction for the ratio to reach the target (NaN: no share reaches it).
         surviving_5fx: Share of the pool that survives the 5-fraction course at that share.
         baseline_needed: Baseline ALC (10^9/L) at which the 5-fraction arm then reads MacLennan's
             1.84 x 10^9/L with no recovery at all.
     """
 
     alpha_per_gy: float
+    beta_per_gy2: float
     in_field_share: float
     surviving_5fx: float
     baseline_needed: float
 
 
 def surviving_share(n_fractions: int, total_dose_gy: float, alpha_per_gy: float,
-                    in_field_share: float) -> float:
-    """Share of a lymphocyte pool that survives ``n`` equal fractions when ``s`` of it sits in the
-    field at every fraction and the field is refilled from the whole pool in between:
-    ``(1 - s (1 - exp(-alpha D / n)))^n`` (no production, no recovery)."""
+                    in_field_share: float, beta_per_gy2: float = 0.0) -> float:
+    """Share of a lymphocyte pool that survives ``n`` equal fractions with complete refill.
+
+    ``(1 - s (1 - exp(-alpha d - beta d^2)))^n`` with ``d = D / n``: ``s`` of the pool sits in
+    the field at every fraction and the field is refilled from the whole, mixed pool in between;
+    no production, no recovery.
+
+    Args:
+        n_fractions: Fractions ``n``.
+        total_dose_gy: Course dose ``D`` (Gy).
+        alpha_per_gy: ``alpha`` (1/Gy).
+        in_field_share: ``s`` (0..1).
+        beta_per_gy2: ``beta`` (1/Gy^2).
+
+    Returns:
+        Surviving share (0..1).
+    """
     d = total_dose_gy / n_fractions
-    return float((1.0 - in_field_share * (1.0 - np.exp(-alpha_per_gy * d))) ** n_fractions)
+    kill = 1.0 - np.exp(-alpha_per_gy * d - beta_per_gy2 * d * d)
+    return float((1.0 - in_field_share * kill) ** n_fractions)
 
 
-def maclennan_bound(alpha_per_gy: float = 1.0, target_ratio: float = 0.55,
-                    total_dose_gy: float = 24.0, alc_5fx: float = 1.84) -> FractionationBound:
-    """The in-field share a direct-kill core needs for MacLennan's fractionation effect.
+def maclennan_bound(alpha_per_gy: float = 1.0, beta_per_gy2: float = 0.0,
+                    target_ratio: float = 0.55, total_dose_gy: float = 24.0,
+                    alc_5fx: float = 1.84) -> FractionationBound:
+    """Complete-refill estimate of the in-field share MacLennan's ratio needs.
 
-    The most a core can make of many small fractions is a pool that is dosed in the field at every
-    fraction and refilled completely between fractions (blood alone and tissue refill are special
-    cases with less). Purely linear kill (beta = 0) is the best case for many fractions; recovery,
-    production and chemotherapy common to both arms only pull the ratio towards 1. So the 20 / 5
-    ratio of the surviving pool, ``surviving_share(20) / surviving_share(5)``, is a lower bound on
-    the ratio of mean counts any such core predicts. It falls with the in-field share ``s``; this
-    returns the smallest ``s`` that reaches ``target_ratio`` (NaN if none does: at ``s`` = 1
-    every fraction doses the whole pool and the ratio is back at 1).
+    A pool dosed in the field at every fraction and refilled completely between fractions is the
+    textbook way many small fractions kill more than a few large ones. Under these assumptions
+    the 20 / 5 ratio of mean counts equals ``surviving_share(20) / surviving_share(5)``: linear-
+    quadratic kill at the full fraction dose, a fixed share ``s`` in the field with complete
+    refill, no production loss, no chemotherapy tied to the course, and both arms read the same
+    time after their last fraction (recovery then pulls the ratio towards 1). It is an estimate,
+    not a bound for every core: partial refill, weekend gaps, a quadratic term or marrow
+    production loss over the 20-fraction arm's longer course can each lower the ratio by a few
+    percent (a review found the required ``s`` lower by up to about 10% at the parameter corners).
+    The ratio is U-shaped in ``s`` (1 at ``s`` = 0 and, all cells dosed alike, at ``s`` = 1); this
+    returns the smallest ``s`` that reaches ``target_ratio``.
+
+    Args:
+        alpha_per_gy: ``alpha`` (1/Gy).
+        beta_per_gy2: ``beta`` (1/Gy^2).
+        target_ratio: Ratio to reach (the named check's 0.55).
+        total_dose_gy: Course dose (24 Gy).
+        alc_5fx: Published mean ALC of the 5-fraction arm (10^9/L).
+
+    Returns:
+        :class:`FractionationBound` (NaN fields when no share reaches the target).
     """
     from scipy.optimize import brentq
 
     def gap(s: float) -> float:
-        return (surviving_share(20, total_dose_gy, alpha_per_gy, s)
-                / surviving_share(5, total_dose_gy, alpha_per_gy, s) - target_ratio)
+        return (surviving_share(20, total_dose_gy, alpha_per_gy, s, beta_per_gy2)
+                / surviving_share(5, total_dose_gy, alpha_per_gy, s, beta_per_gy2) - target_ratio)
 
-    grid = np.linspace(0.0, 1.0, 1001)[1:-1]  # the ratio is 1 at s = 0 and at s = 1
+    grid = np.linspace(0.0, 1.0, 1001)[1:-1]
     below = [k for k, s in enumerate(grid) if gap(s) <= 0]
     if not below:
-        return FractionationBound(alpha_per_gy, float("nan"), float("nan"), float("nan"))
+        nan = float("nan")
+        return FractionationBound(alpha_per_gy, beta_per_gy2, nan, nan, nan)
     k = below[0]
     s = float(brentq(gap, grid[k - 1], grid[k])) if k > 0 else float(grid[0])
-    s5 = surviving_share(5, total_dose_gy, alpha_per_gy, s)
-    return FractionationBound(alpha_per_gy, s, s5, alc_5fx / s5)
+    s5 = surviving_share(5, total_dose_gy, alpha_per_gy, s, beta_per_gy2)
+    return FractionationBound(alpha_per_gy, beta_per_gy2, s, s5, alc_5fx / s5)
 
 
 def _pairs(report: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
@@ -159,15 +191,28 @@ def _particle(report: pd.DataFrame, column: str) -> list[Check]:
 
 
 def risk_ratio_interval(photon: pd.Series, particle: pd.Series) -> tuple[float, float]:
-    """95% interval of the published particle/photon risk ratio from the arms' sizes ``n`` and
-    fractions ``value`` (Katz log method: ``log RR +- 1.96 sqrt(1/a - 1/n1 + 1/c - 1/n2)`` with
-    ``a``, ``c`` the event counts); NaN when a size is missing or an arm has no event."""
-    n1, n2 = particle.get("n"), photon.get("n")
-    if pd.isna(n1) or pd.isna(n2):
-        return float("nan"), float("nan")
-    a, c = round(float(particle["value"]) * n1), round(float(photon["value"]) * n2)
-    if a == 0 or c == 0:
-        return float("nan"), float("nan")
+    """95% interval of a published particle/photon risk ratio (Katz log method).
+
+    ``RR exp(+-1.96 sqrt(1/a - 1/n1 + 1/c - 1/n2))`` with ``a = round(value n1)`` events of
+    ``n1`` in the particle arm and ``c`` of ``n2`` in the photon arm. Sampling error of the
+    published arms only; the Monte-Carlo error of a predicted ratio is not in it.
+
+    Args:
+        photon: Photon row (``value``: fraction of patients, ``n``: arm size).
+        particle: Particle row, the same fields.
+
+    Returns:
+        ``(lower, upper)``; NaN when a size or value is missing, an arm has no event, every
+        patient of both arms had one, or a count does not fit its arm.
+    """
+    nan = (float("nan"), float("nan"))
+    n1, n2, v1, v2 = (particle.get("n"), photon.get("n"), particle.get("value"),
+                      photon.get("value"))
+    if any(x is None or pd.isna(x) for x in (n1, n2, v1, v2)) or min(n1, n2) <= 0:
+        return nan
+    a, c = round(float(v1) * n1), round(float(v2) * n2)
+    if not (0 < a <= n1 and 0 < c <= n2) or (a == n1 and c == n2):
+        return nan
     rr = (a / n1) / (c / n2)
     se = np.sqrt(1 / a - 1 / n1 + 1 / c - 1 / n2)
     return float(rr * np.exp(-1.96 * se)), float(rr * np.exp(1.96 * se))

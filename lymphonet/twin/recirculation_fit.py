@@ -276,18 +276,58 @@ def plot_loso(report: pd.DataFrame, path) -> None:
     plt.close(fig)
 
 
-def in_field_share(rc: RecirculationCohort, theta: torch.Tensor) -> pd.Series:
-    """Per row: the dose-weighted share of the body's lymphocytes in the field at a fraction
-    (mean over the row's patients of the pool's mean dose per fraction over the fraction dose,
-    :meth:`~lymphonet.kinetics.recirculation.RecirculationKinetics.pool_mean_dose_gy`), the
-    quantity :func:`lymphonet.twin.literature_checks.maclennan_bound` asks about."""
+def _per_row(rc: RecirculationCohort, theta: torch.Tensor, per_patient, overrides=None) -> list:
+    """``per_patient(core, inputs, p)`` ``[b]`` averaged over each row's patients."""
     core = RecirculationKinetics()
-    table = rc.cohort.table
     out = []
-    for r, sl in enumerate(rc.cohort.slices):
+    for sl in rc.cohort.slices:
         idx = torch.arange(sl.start, sl.stop)
         p = recirculation_params(theta[None, :] + rc.offsets[idx])
+        p.update({k: torch.full_like(p[k], v) for k, v in (overrides or {}).items()})
         with torch.no_grad():
-            dose = core.pool_mean_dose_gy(rc.cohort.inputs.index(idx), p).mean(1)
-        out.append(float(dose.mean()) / float(table["dose_per_fraction_gy"].iloc[r]))
-    return pd.Series(out, index=table["id"], name="in_field_share")
+            out.append(float(per_patient(core, rc.cohort.inputs.index(idx), p).mean()))
+    return out
+
+
+def in_field_share(rc: RecirculationCohort, theta: torch.Tensor) -> pd.Series:
+    """Per row, the dose-weighted share of the body's lymphocytes in the field at a fraction.
+
+    The row's patients' mean of the pool's mean dose per fraction
+    (:meth:`~lymphonet.kinetics.recirculation.RecirculationKinetics.pool_mean_dose_gy`, over the
+    real fractions) divided by the row's fraction dose.
+
+    Args:
+        rc: The virtual cohort.
+        theta: Population theta ``[P]`` (the patients add their offsets).
+
+    Returns:
+        Share (0..1) indexed by row id.
+    """
+    def share(core, x, p):
+        mask = x.fraction_mask.to(x.blood_dose_q_gy.dtype)
+        return (core.pool_mean_dose_gy(x, p) * mask).sum(1) / mask.sum(1)
+
+    dose = rc.cohort.table["dose_per_fraction_gy"].to_numpy(float)
+    return pd.Series(np.asarray(_per_row(rc, theta, share)) / dose, index=rc.cohort.table["id"],
+                     name="in_field_share")
+
+
+def complete_refill_survival(rc: RecirculationCohort, theta: torch.Tensor,
+                             overrides: dict[str, float] | None = None) -> pd.Series:
+    """Per row, the pool's survival over the course if every fraction found it back at its
+    equilibrium shares and nothing recovered: the product of
+    :meth:`~lymphonet.kinetics.recirculation.RecirculationKinetics.pool_fraction_survival`, mean
+    over the row's patients (the fractionation estimate of
+    :func:`lymphonet.twin.literature_checks.maclennan_bound`, on the row's own doses).
+
+    Args:
+        rc: The virtual cohort.
+        theta: Population theta ``[P]``.
+        overrides: Physical values to use instead, e.g. ``{"alpha_per_gy": 1.0}``.
+
+    Returns:
+        Surviving share (0..1) indexed by row id.
+    """
+    values = _per_row(rc, theta, lambda core, x, p: core.pool_fraction_survival(x, p).prod(1),
+                      overrides)
+    return pd.Series(values, index=rc.cohort.table["id"], name="complete_refill_survival")

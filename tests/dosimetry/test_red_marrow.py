@@ -167,11 +167,12 @@ def test_body_site_is_the_body_outside_the_other_sites(thorax):
     assert masks["lungs"].sum() == (ph["lung_left"] | ph["lung_right"]).sum()
 
 
-def test_a_child_is_told_the_adult_marrow_distribution_was_used():
+def test_a_child_is_told_the_adult_marrow_reference_was_used():
     assert age_note(float("nan")) is None and age_note(None) is None and age_note(40.0) is None
     assert age_note(ADULT_MARROW_AGE) is None
-    note = age_note(6.0)
-    assert note.startswith("age 6:") and "adult distribution" in note and "underestimated" in note
+    by_site, generic = age_note(6.0), age_note(6.0, by_site=False)
+    assert by_site.startswith("age 6:") and "skull" in by_site and "overestimated" in by_site
+    assert generic.startswith("age 6:") and "1170 g" in generic
 
 
 def test_scoring_warns_for_a_child_with_bone_contours_only():
@@ -180,15 +181,18 @@ def test_scoring_warns_for_a_child_with_bone_contours_only():
     from lymphonet.scoring.prepare import plan_warnings
 
     enc = SimpleNamespace(sites=("brain", "other"))
-    record = SimpleNamespace(fraction_days=np.arange(5.0), site="brain", age=6.0)
+    full, empty = np.ones((2, 2, 2), bool), np.zeros((2, 2, 2), bool)
 
-    def plan(names):
-        return SimpleNamespace(structures=SimpleNamespace(masks=dict.fromkeys(names)),
-                               beam_on_assumed=False, notes=())
+    def warnings(age, masks):
+        record = SimpleNamespace(fraction_days=np.arange(5.0), site="brain", age=age)
+        plan = SimpleNamespace(structures=SimpleNamespace(masks=masks), beam_on_assumed=False,
+                               notes=())
+        return [w for w in plan_warnings(record, plan, enc, 365) if w.startswith("age")]
 
-    with_bone = plan_warnings(record, plan(["body", "bone_marrow_cranium"]), enc, 365)
-    assert any(w.startswith("age 6:") for w in with_bone)
-    assert not any(w.startswith("age") for w in plan_warnings(record, plan(["body"]), enc, 365))
-    adult = SimpleNamespace(fraction_days=np.arange(5.0), site="brain", age=50.0)
-    assert not any(w.startswith("age") for w in plan_warnings(adult, plan(["body", "bone_marrow"]),
-                                                              enc, 365))
+    site = warnings(6.0, {"body": full, "bone_marrow_cranium": full})
+    assert len(site) == 1 and "skull" in site[0]
+    generic = warnings(6.0, {"body": full, "bone_marrow": full})
+    assert len(generic) == 1 and "1170 g" in generic[0]
+    assert warnings(6.0, {"body": full}) == []
+    assert warnings(6.0, {"body": full, "bone_marrow_cranium": empty}) == []
+    assert warnings(50.0, {"body": full, "bone_marrow": full}) == []

@@ -200,3 +200,22 @@ def test_each_regimen_class_uses_its_own_chemotherapy_rate():
     f = (d + delta * math.exp(-(d + delta) * window)) / (d + delta)
     expect = 2.0 * (1 - (1 - f) * math.exp(-d * (14 - window)))
     assert float(more[tmz]) == pytest.approx(expect, rel=1e-6)
+
+
+def test_pool_summaries_ignore_padded_fractions():
+    """A 5-fraction patient batched with a 40-fraction one: the padded slots neither dilute its
+    pool mean dose nor kill anything."""
+    from lymphonet.kinetics.schedule import concat_inputs
+
+    short, long = _inputs(5, blood_gy=1.0, nodes_gy=2.0), _inputs(40, blood_gy=1.0, nodes_gy=2.0)
+    core = RecirculationKinetics()
+    p = recirculation_params(torch.zeros(2, len(RECIRCULATION_SPECS), dtype=F64))
+    both = concat_inputs([short, long])
+    dose, surv = core.pool_mean_dose_gy(both, p), core.pool_fraction_survival(both, p)
+    alone = core.pool_mean_dose_gy(short, recirculation_params(ZERO))
+    torch.testing.assert_close(dose[0, :5], alone[0])
+    assert (dose[0, 5:] == 0).all() and (surv[0, 5:] == 1).all() and (surv[0, :5] < 1).all()
+    # blood at its share f_B and the nodes' pool at 40% of the rest, covered 20%, both dosed
+    f_b = float(p["blood_share"][0])
+    nodes = next(t.share for t in TISSUES if t.name == "lymph_nodes") / sum(t.share for t in TISSUES)
+    assert float(alone[0, 0]) == pytest.approx(f_b * 1.0 + (1 - f_b) * nodes * 0.2 * 2.0)

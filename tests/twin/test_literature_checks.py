@@ -12,7 +12,6 @@ import torch
 
 from lymphonet.kinetics import KineticsInputs
 from lymphonet.kinetics.recirculation import (
-    RECIRCULATION_NAMES,
     RECIRCULATION_SPECS,
     RecirculationKinetics,
     recirculation_params,
@@ -56,60 +55,73 @@ def test_checks_fail_on_compressed_fractionation_wrong_modality_and_effective_va
     assert checks["maclennan_order"].passed  # the ordering is still right
 
 
-# --------------------------------------------------------------------------- the MacLennan bound
-def _walk_pool(n_fx, total_gy, alpha, share):
-    """A pool walked fraction by fraction: ``share`` of it in the field, the field dosed, then the
-    survivors mixed back so the next fraction finds ``share`` of what is left in the field."""
-    pool = 1.0
+# ------------------------------------------------------------------- the MacLennan estimate
+def _cells_surviving(n_fx, total_gy, alpha, share, beta=0.0, n_cells=400_000, seed=0):
+    """Independent reference: individual cells, each found in the field at a fraction with
+    probability ``share`` (a well-mixed pool), each killed there with the LQ probability."""
+    rng = np.random.default_rng(seed)
+    d = total_gy / n_fx
+    alive = np.ones(n_cells, bool)
     for _ in range(n_fx):
-        in_field, outside = share * pool, (1 - share) * pool
-        pool = outside + in_field * math.exp(-alpha * total_gy / n_fx)
-    return pool
+        hit = rng.random(n_cells) < share
+        dies = rng.random(n_cells) > math.exp(-alpha * d - beta * d * d)
+        alive &= ~(hit & dies)
+    return alive.mean()
 
 
-def test_surviving_share_matches_a_fraction_by_fraction_walk():
-    for n, alpha, share in [(5, 1.0, 0.1), (20, 0.4, 0.3), (12, 0.7, 0.02)]:
-        assert surviving_share(n, 24.0, alpha, share) == pytest.approx(
-            _walk_pool(n, 24.0, alpha, share), rel=1e-12)
+@pytest.mark.parametrize("n, alpha, share, beta", [(5, 1.0, 0.1, 0.0), (20, 0.4, 0.3, 0.05),
+                                                   (12, 0.7, 0.05, 0.0)])
+def test_surviving_share_matches_a_cell_by_cell_simulation(n, alpha, share, beta):
+    mc = _cells_surviving(n, 24.0, alpha, share, beta)
+    assert surviving_share(n, 24.0, alpha, share, beta) == pytest.approx(mc, abs=0.004)
 
 
 def test_maclennan_bound_is_the_smallest_share_that_reaches_the_ratio():
     bound = maclennan_bound(1.0)
-    ratio = lambda s: surviving_share(20, 24, 1.0, s) / surviving_share(5, 24, 1.0, s)
+
+    def ratio(s):
+        return surviving_share(20, 24, 1.0, s) / surviving_share(5, 24, 1.0, s)
+
     assert ratio(bound.in_field_share) == pytest.approx(0.55, abs=1e-9)
     assert all(ratio(s) > 0.55 for s in np.linspace(1e-4, bound.in_field_share - 1e-4, 50))
-    assert bound.baseline_needed == pytest.approx(1.84 / bound.surviving_5fx)
-    # less radiosensitive lymphocytes need more of the pool in the field
+    # the 5-fraction arm at that share, read as MacLennan's 1.84 with no recovery
+    assert bound.baseline_needed * bound.surviving_5fx == pytest.approx(1.84)
+    # less radiosensitive lymphocytes need more of the pool in the field; a quadratic term kills
+    # more of the small fractions' cells than the saturated large ones' and needs less
     assert maclennan_bound(0.52).in_field_share > bound.in_field_share
+    assert maclennan_bound(1.0, 0.05).in_field_share < bound.in_field_share
     assert np.isnan(maclennan_bound(0.2).in_field_share)  # unreachable at any share
 
 
 @pytest.mark.parametrize("coverage", [0.05, 0.2, 0.5])
-def test_the_recirculation_core_cannot_beat_the_bound(coverage):
-    """Every resident site dosed with the fraction dose at the same coverage (the most a cranial
-    field could hold, and more), blood undosed: the core's 20 fx / 5 fx ratio of mean counts stays
-    at or above the closed-form bound for its dose-weighted in-field share."""
+def test_the_core_at_its_priors_stays_above_the_complete_refill_estimate(coverage):
+    """Every resident site dosed with the fraction dose at one coverage, blood undosed, the core
+    at its priors: its per-fraction pool survival is the closed form, and its 20 fx / 5 fx ratio
+    of mean counts (day after the last fraction and 90 days later) is no lower than the
+    complete-refill estimate (refill between daily fractions is not complete)."""
     theta = torch.zeros(len(RECIRCULATION_SPECS), dtype=torch.float64)
-    alc, share = {}, None
+    p = recirculation_params(theta)
+    alpha, beta, f_b = (float(p[k][0]) for k in ("alpha_per_gy", "beta_per_gy2", "blood_share"))
+    share = (1 - f_b) * coverage
+    alc = {}
     for n in (5, 20):
         d = 24.0 / n
-        lym = torch.full((len(LYMPHOID_ORGANS), 8), d, dtype=torch.float64)
         x = KineticsInputs.single(n, torch.zeros(8, dtype=torch.float64), 2.0,
-                                  lymphoid_dose_q_gy=lym)
+                                  lymphoid_dose_q_gy=torch.full((len(LYMPHOID_ORGANS), 8), d,
+                                                                dtype=torch.float64))
         x = replace(x, lymphoid_coverage=torch.full((1, len(LYMPHOID_ORGANS)), coverage,
                                                     dtype=torch.float64))
         core = RecirculationKinetics(n_days=130)
-        out = core(x, theta)
-        p = recirculation_params(theta)
-        share = float(core.pool_mean_dose_gy(x, p)[0, 0]) / d
+        closed = 1 - share * (1 - math.exp(-alpha * d - beta * d * d))
+        torch.testing.assert_close(core.pool_fraction_survival(x, p),
+                                   torch.full((1, n), closed, dtype=torch.float64))
+        assert float(core.pool_mean_dose_gy(x, p)[0, 0]) / d == pytest.approx(share, rel=1e-9)
         last = int(x.fraction_days[0, -1])
-        alc[n] = out.alc[0, [last + 1, last + 90]]
-    f_b = RECIRCULATION_SPECS[RECIRCULATION_NAMES.index("blood_share")].prior
-    assert share == pytest.approx((1 - f_b) * coverage, rel=1e-9)
-    alpha = RECIRCULATION_SPECS[RECIRCULATION_NAMES.index("alpha_per_gy")].prior
-    bound = surviving_share(20, 24, alpha, share) / surviving_share(5, 24, alpha, share)
+        alc[n] = core(x, theta).alc[0, [last + 1, last + 90]]
+    estimate = (surviving_share(20, 24, alpha, share, beta)
+                / surviving_share(5, 24, alpha, share, beta))
     ratio = (alc[20] / alc[5]).numpy()
-    assert (ratio >= bound - 1e-9).all(), (ratio, bound)
+    assert (ratio >= estimate - 1e-9).all(), (ratio, estimate)
     assert (ratio < 1).all()  # many small fractions still deplete more
 
 
@@ -127,11 +139,13 @@ def test_risk_ratio_interval_covers_the_true_ratio_at_its_nominal_rate():
             total += 1
             hits += lo <= p_pa / p_ph <= hi
     assert total > 1990 and 0.93 <= hits / total <= 0.97
-    # no events in an arm, or no arm sizes: no interval rather than a made-up one
-    assert np.isnan(risk_ratio_interval(pd.Series({"value": 0.3, "n": 50}),
-                                        pd.Series({"value": 0.0, "n": 40}))[0])
-    assert np.isnan(risk_ratio_interval(pd.Series({"value": 0.3, "n": np.nan}),
-                                        pd.Series({"value": 0.1, "n": 40}))[0])
+    # no interval rather than a made-up one: no event in an arm, every patient in both arms,
+    # a missing size or value, a count that does not fit its arm
+    for ph, pa in [((0.3, 50), (0.0, 40)), ((1.0, 50), (1.0, 40)), ((0.3, np.nan), (0.1, 40)),
+                   ((0.3, 50), (np.nan, 40)), ((0.3, 50), (1.5, 40))]:
+        lo, hi = risk_ratio_interval(pd.Series({"value": ph[0], "n": ph[1]}),
+                                     pd.Series({"value": pa[0], "n": pa[1]}))
+        assert np.isnan(lo) and np.isnan(hi), (ph, pa)
 
 
 def test_a_small_pair_can_miss_the_factor_but_sit_inside_its_interval():

@@ -100,3 +100,12 @@ def test_in_field_share_is_the_dose_weighted_share_of_the_pool(small):
     assert share["mac5_arm"] < 0.02 < share["eso_g3"]
     # the same anatomy and field in 5 or 20 fractions: the same share
     assert share["mac5_arm"] == pytest.approx(share["mac20_arm"], rel=0.05)
+
+
+def test_complete_refill_survival_orders_fractionation_and_radiosensitivity(small):
+    theta = torch.zeros(len(RECIRCULATION_NAMES), dtype=torch.float64)
+    prior = rf.complete_refill_survival(small, theta)
+    hot = rf.complete_refill_survival(small, theta, {"alpha_per_gy": 1.0, "beta_per_gy2": 0.05})
+    assert ((prior > 0) & (prior <= 1)).all() and (hot < prior).all()
+    # the same field in 20 fractions kills more of a completely refilled pool than in 5
+    assert prior["mac20_arm"] < prior["mac5_arm"]
