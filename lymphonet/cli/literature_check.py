@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a named check misses (the acceptance run of issue 14)")
+    p.add_argument("--pairs-n-per-row", type=int, default=1000,
+                   help="recirculation core: virtual patients per row when the photon/particle "
+                        "pairs are predicted again for their checks (1000; 0 = use the fit's)")
     p.add_argument("--core", choices=("two-population", "recirculation"),
                    default="two-population",
                    help="kinetics core: the current two-population model (in-sample check with "
@@ -75,12 +78,15 @@ def run(args) -> int:
     return _verdict(args, passed)
 
 
-def _recirculation(args, table) -> int:
+def _loso(args, table):
+    """Fit, leave-one-study-out, in-field shares and the pairs on more patients: ``(rc, report,
+    theta_all)``."""
     import torch
 
     from lymphonet.kinetics.recirculation import RECIRCULATION_NAMES
     from lymphonet.twin import literature as lit
     from lymphonet.twin import recirculation_fit as rf
+    from lymphonet.twin.literature_checks import photon_particle_pairs
 
     cohort = lit.build_virtual_cohort(table, args.n_per_row, n_phantoms=args.n_phantoms,
                                       seed=args.seed, progress=not args.quiet)
@@ -94,6 +100,19 @@ def _recirculation(args, table) -> int:
     theta_all = torch.tensor([report.attrs["theta_all"][n] for n in RECIRCULATION_NAMES],
                              dtype=torch.float64)
     report["in_field_share"] = rf.in_field_share(rc, theta_all).to_numpy()
+    ids = sorted({row["id"] for pair in photon_particle_pairs(report) for row in pair})
+    report["held_out_pairs"] = float("nan")
+    if ids and args.pairs_n_per_row > 0:
+        large = rf.held_out_at_size(report, table, ids, args.pairs_n_per_row,
+                                    n_phantoms=args.n_phantoms, seed=args.seed)
+        report["held_out_pairs"] = report["id"].map(large)
+    return rc, report, theta_all
+
+
+def _recirculation(args, table) -> int:
+    from lymphonet.twin import recirculation_fit as rf
+
+    rc, report, theta_all = _loso(args, table)
     report.to_csv(args.out, index=False)
     theta_file = Path(args.out).with_suffix(".theta.json")
     theta_file.write_text(json.dumps({"theta": report.attrs["theta_all"],
@@ -104,9 +123,10 @@ def _recirculation(args, table) -> int:
     print(ident.round(3).to_string(index=False))
     if args.plot:
         rf.plot_loso(report, args.plot)
-    print(report[["id", "statistic", "value", "in_sample", "held_out"]].round(3)
-          .to_string(index=False))
-    passed = _print_checks(report, "held_out", _fitted_params(report))
+    print(report[["id", "statistic", "value", "in_sample", "held_out", "held_out_pairs"]]
+          .round(3).to_string(index=False))
+    pairs = "held_out_pairs" if report["held_out_pairs"].notna().any() else None
+    passed = _print_checks(report, "held_out", _fitted_params(report), pairs)
     _print_maclennan_estimate(rc, theta_all, report)
     errors = {c: rf.weighted_error(report, c) for c in ("prior", "in_sample", "held_out")}
     print("weighted RMS residual (log ALC / arcsine-sqrt scale): "
@@ -163,12 +183,14 @@ def _fitted_params(report) -> dict[str, float]:
     return {k: float(v[0]) for k, v in recirculation_params(theta).items()}
 
 
-def _print_checks(report, column: str, params: dict[str, float]) -> bool:
+def _print_checks(report, column: str, params: dict[str, float],
+                  pair_column: str | None = None) -> bool:
     """Print the named checks; True when every one passed."""
     from lymphonet.twin.literature_checks import named_checks
 
-    print(f"named checks ({column}):")
-    checks = named_checks(report, column, params)
+    print(f"named checks ({column}" + (f"; photon/particle pairs: {pair_column}" if pair_column
+                                       else "") + "):")
+    checks = named_checks(report, column, params, pair_column)
     for c in checks:
         print(f"  {'PASS' if c.passed else 'MISS'} {c.name:<28} {c.value:.3f} (target {c.target})"
               + (f"  [{c.detail}]" if c.detail else ""))

@@ -143,7 +143,7 @@ def maclennan_bound(alpha_per_gy: float = 1.0, beta_per_gy2: float = 0.0,
     return FractionationBound(alpha_per_gy, beta_per_gy2, s, s5, alc_5fx / s5)
 
 
-def _pairs(report: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
+def photon_particle_pairs(report: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
     """(photon row, particle row) of one study with the same statistic, window and threshold."""
     out = []
     study = report["id"].str.split("_").str[0]
@@ -161,7 +161,7 @@ def _pairs(report: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
 
 
 def _particle(report: pd.DataFrame, column: str) -> list[Check]:
-    pairs = _pairs(report)
+    pairs = photon_particle_pairs(report)
     if not pairs:
         return []
     right, within, in_ci, n_ci, notes = 0, 0, 0, 0, []
@@ -218,8 +218,20 @@ def risk_ratio_interval(photon: pd.Series, particle: pd.Series) -> tuple[float, 
     return float(rr * np.exp(-1.96 * se)), float(rr * np.exp(1.96 * se))
 
 
-def named_checks(report: pd.DataFrame, column: str, params: dict[str, float]) -> list[Check]:
-    """The named checks of a per-row report column and the fitted physical parameters."""
+def named_checks(report: pd.DataFrame, column: str, params: dict[str, float],
+                 pair_column: str | None = None) -> list[Check]:
+    """The named checks of a per-row report column and the fitted physical parameters.
+
+    Args:
+        report: Per-row report (``id, site, modality, statistic, value, n`` and predictions).
+        column: Prediction column.
+        params: Fitted physical parameters (``blood_share``, ``alpha_per_gy`` checked if there).
+        pair_column: Prediction column for the photon/particle pairs, if they were predicted
+            apart (on more virtual patients); default ``column``.
+
+    Returns:
+        The checks, MacLennan's first and the particle pairs' last.
+    """
     checks = _maclennan(report, column)
     if "blood_share" in params:
         share = float(params["blood_share"])
@@ -228,7 +240,7 @@ def named_checks(report: pd.DataFrame, column: str, params: dict[str, float]) ->
     if "alpha_per_gy" in params:
         alpha = float(params["alpha_per_gy"])
         checks.append(Check("alpha_in_vivo_range", alpha, "0.2-1.0 /Gy", 0.2 <= alpha <= 1.0))
-    return checks + _particle(report, column)
+    return checks + _particle(report, pair_column or column)
 
 
 def checks_table(checks: list[Check]) -> pd.DataFrame:

@@ -209,19 +209,26 @@ def test_literature_check_recirculation_cli_reports_held_out_and_the_maclennan_e
         tmp_path, capsys):
     rows = [_row(f"maclennan1978_{n}fx", "whole_brain", "photon", n, 24.0 / n, "none",
                  "mean_alc", d0, d0 + 14, v) for n, v, d0 in ((5, 1.84, 88), (20, 0.64, 109))]
-    rows.append(_row("pan", "pancreas", "photon", 28, 1.8, "concurrent", "fraction_below", 26, 34,
-                     0.5, thr=0.5))
+    rows += [_row(f"pan_{m}", "pancreas", m, 28, 1.8, "concurrent", "fraction_below", 26, 34,
+                  v, thr=0.5) for m, v in (("photon", 0.5), ("proton", 0.3))]
     table = tmp_path / "t.csv"
     pd.DataFrame(rows).to_csv(table, index=False)
     out = tmp_path / "loso.csv"
+    # the pairs predicted again on as many patients as the fit: the same patients, the same theta
     rc = main(["literature-check", "--core", "recirculation", "--table", str(table), "--out",
-               str(out), "--n-per-row", "8", "--n-phantoms", "1", "--quiet", "--strict"])
+               str(out), "--n-per-row", "8", "--n-phantoms", "1", "--quiet", "--strict",
+               "--pairs-n-per-row", "8"])
     printed = capsys.readouterr().out
     rep = pd.read_csv(out)
     assert rep["held_out"].notna().all() and rep["in_sample"].notna().all()
     # a cranial field holds under 2% of the lymphocytes, a pancreatic one more
     brain = rep.loc[rep["site"] == "whole_brain", "in_field_share"]
-    assert (brain < 0.02).all() and (brain < rep.loc[rep["id"] == "pan", "in_field_share"].iloc[0]).all()
+    pancreas = rep.loc[rep["id"] == "pan_photon", "in_field_share"].iloc[0]
+    assert (brain < 0.02).all() and (brain < pancreas).all()
+    pairs = rep[rep["id"].str.startswith("pan_")]
+    np.testing.assert_allclose(pairs["held_out_pairs"], pairs["held_out"], atol=1e-12)
+    assert rep.loc[rep["site"] == "whole_brain", "held_out_pairs"].isna().all()
+    assert "photon/particle pairs: held_out_pairs" in printed
     ratios = [float(line.split(": ")[1].split()[0]) for line in printed.splitlines()
               if "pool ratio on their doses" in line]
     assert len(ratios) == 2 and all(0 < r < 1 for r in ratios) and ratios[1] <= ratios[0]
