@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("--pairs-n-per-row", type=int, default=1000,
                    help="recirculation core: virtual patients per row when the photon/particle "
                         "pairs are predicted again for their checks (1000; 0 = use the fit's)")
+    p.add_argument("--pairs-n-phantoms", type=int, default=12,
+                   help="recirculation core: anatomies per site for those pairs (12; 0 = the "
+                        "fit's --n-phantoms)")
     p.add_argument("--core", choices=("two-population", "recirculation"),
                    default="two-population",
                    help="kinetics core: the current two-population model (in-sample check with "
@@ -56,6 +59,11 @@ def run(args) -> int:
     from lymphonet.twin import literature as lit
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    if min(args.pairs_n_per_row, args.pairs_n_phantoms) < 0:
+        from lymphonet.errors import InputError
+
+        raise InputError("--pairs-n-per-row and --pairs-n-phantoms must be >= 0",
+                         field="pairs_n_per_row")
     table = lit.load_table(args.table or lit.DEFAULT_TABLE)
     if args.core == "recirculation":
         return _recirculation(args, table)
@@ -79,8 +87,17 @@ def run(args) -> int:
 
 
 def _loso(args, table):
-    """Fit, leave-one-study-out, in-field shares and the pairs on more patients: ``(rc, report,
-    theta_all)``."""
+    """The recirculation core's fit and its leave-one-study-out report.
+
+    Args:
+        args: The parsed command line.
+        table: The validated literature table.
+
+    Returns:
+        ``(rc, report, theta_all)``: the virtual cohort, the per-row report (with the in-field
+        share and, for photon/particle pairs, ``held_out_pairs`` on more patients) and the full
+        fit's theta ``[P]``. Writes the in-field parts beside ``--out`` (``.in_field.csv``).
+    """
     import torch
 
     from lymphonet.kinetics.recirculation import RECIRCULATION_NAMES
@@ -99,33 +116,39 @@ def _loso(args, table):
     report = rf.leave_one_study_out(rc, progress=progress)
     theta_all = torch.tensor([report.attrs["theta_all"][n] for n in RECIRCULATION_NAMES],
                              dtype=torch.float64)
-    report["in_field_share"] = rf.in_field_share(rc, theta_all).to_numpy()
+    parts = rf.in_field_share(rc, theta_all)
+    parts.round(6).to_csv(Path(args.out).with_suffix(".in_field.csv"))
+    report["in_field_share"] = parts["in_field_share"].to_numpy()
     ids = sorted({row["id"] for pair in photon_particle_pairs(report) for row in pair})
-    report["held_out_pairs"] = float("nan")
     if ids and args.pairs_n_per_row > 0:
         large = rf.held_out_at_size(report, table, ids, args.pairs_n_per_row,
-                                    n_phantoms=args.n_phantoms, seed=args.seed)
+                                    n_phantoms=args.pairs_n_phantoms or args.n_phantoms,
+                                    seed=args.seed)
         report["held_out_pairs"] = report["id"].map(large)
     return rc, report, theta_all
 
 
 def _recirculation(args, table) -> int:
+    from lymphonet.kinetics.recirculation import RECIRCULATION_NAMES
     from lymphonet.twin import recirculation_fit as rf
 
     rc, report, theta_all = _loso(args, table)
     report.to_csv(args.out, index=False)
     theta_file = Path(args.out).with_suffix(".theta.json")
+    held = {study: dict(zip(RECIRCULATION_NAMES, theta))
+            for study, theta in report.attrs["theta_held_out"].items()}
     theta_file.write_text(json.dumps({"theta": report.attrs["theta_all"],
-                                      "params": _fitted_params(report)}, indent=2) + "\n")
+                                      "params": _fitted_params(report),
+                                      "theta_held_out": held}, indent=2) + "\n")
     ident = rf.identifiability(rc, theta_all)
     ident.to_csv(Path(args.out).with_suffix(".identifiability.csv"), index=False)
     print("identifiability (Laplace approximation at the full fit):")
     print(ident.round(3).to_string(index=False))
     if args.plot:
         rf.plot_loso(report, args.plot)
-    print(report[["id", "statistic", "value", "in_sample", "held_out", "held_out_pairs"]]
+    pairs = "held_out_pairs" if "held_out_pairs" in report else None
+    print(report[["id", "statistic", "value", "in_sample", "held_out"] + ([pairs] if pairs else [])]
           .round(3).to_string(index=False))
-    pairs = "held_out_pairs" if report["held_out_pairs"].notna().any() else None
     passed = _print_checks(report, "held_out", _fitted_params(report), pairs)
     _print_maclennan_estimate(rc, theta_all, report)
     errors = {c: rf.weighted_error(report, c) for c in ("prior", "in_sample", "held_out")}
@@ -140,7 +163,7 @@ def _print_maclennan_estimate(rc, theta, report) -> None:
     the complete-refill estimate on their doses, at the fit and at the core's most radiosensitive
     corner, and the in-field share the estimate needs (docs/kinetics.md section 8)."""
     from lymphonet.kinetics.recirculation import RECIRCULATION_SPECS
-    from lymphonet.twin.literature_checks import maclennan_bound
+    from lymphonet.twin.literature_checks import maclennan_estimate
     from lymphonet.twin.recirculation_fit import complete_refill_survival
 
     ids = {n: f"maclennan1978_{n}fx" for n in (5, 20)}
@@ -158,7 +181,7 @@ def _print_maclennan_estimate(rc, theta, report) -> None:
         surv = complete_refill_survival(rc, theta, over)
         print(f"  20 fx / 5 fx pool ratio on their doses {label}: "
               f"{surv[ids[20]] / surv[ids[5]]:.3f} (check: <= 0.55)")
-    b = maclennan_bound(upper["alpha_per_gy"], upper["beta_per_gy2"])
+    b = maclennan_estimate(upper["alpha_per_gy"], upper["beta_per_gy2"])
     need = ("no share reaches it" if math.isnan(b.in_field_share) else
             f">= {100 * b.in_field_share:.1f}% of the lymphocytes at the full fraction dose and a "
             f"baseline ALC >= {b.baseline_needed:.2f} x10^9/L")

@@ -237,61 +237,6 @@ class RecirculationKinetics(nn.Module):
         stem = torch.exp(-p["stem_alpha_per_gy"][:, None] * marrow)[:, None, :].expand(-1, k, -1)
         return s_blood, s_tis, stem
 
-    def _pool_average(self, p: dict[str, torch.Tensor], blood: torch.Tensor,
-                      tissues: torch.Tensor) -> torch.Tensor:
-        """``f_B blood + (1 - f_B) sum_c w_c tissues_c`` over a trailing tissue axis ``[..., C]``
-        (``w_c`` the tissue shares): a per-compartment quantity averaged over the whole pool at
-        its equilibrium shares."""
-        share = torch.tensor([t.share for t in self.tissues], dtype=blood.dtype,
-                             device=blood.device)
-        f_b = p["blood_share"].reshape(-1, *([1] * (blood.dim() - 1)))
-        return f_b * blood + (1 - f_b) * (tissues * share / share.sum()).sum(-1)
-
-    def pool_mean_dose_gy(self, inputs: KineticsInputs, p: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean dose per fraction to the body's lymphocytes at their equilibrium shares.
-
-        ``f_B mean_q D_B,q + (1 - f_B) sum_c w_c cov_c mean_q D_c,q`` (``w_c`` the tissue shares,
-        ``cov_c`` the coverage): the share of the pool in the field weighted by the dose it gets
-        there. Divided by the fraction dose it is the dose-weighted share of the pool in the field.
-
-        Args:
-            inputs: The batch (``fraction_mask`` marks real fractions).
-            p: Physical parameters (:func:`recirculation_params`); only ``blood_share`` is used.
-
-        Returns:
-            ``[B, K]`` Gy per fraction; 0 at padded fractions.
-        """
-        k = inputs.fraction_days.shape[1]
-        dose = inputs.blood_dose_q_gy
-        blood = (dose.mean(-1) if dose.dim() == 3 else dose.mean(-1, keepdim=True)).expand(-1, k)
-        tissues = torch.zeros(*blood.shape, len(self.tissues), dtype=blood.dtype,
-                              device=blood.device)
-        organs = inputs.lymphoid_dose_q_gy
-        if organs is not None:
-            cov = (torch.ones_like(organs[..., 0]) if inputs.lymphoid_coverage is None
-                   else inputs.lymphoid_coverage)
-            for j, t in enumerate(self.tissues):
-                col = self.organ_index[t.name]
-                if col is not None:
-                    tissues[..., j] = (cov[:, col] * organs[:, col].mean(-1))[:, None]
-        return self._pool_average(p, blood, tissues) * inputs.fraction_mask
-
-    def pool_fraction_survival(self, inputs: KineticsInputs,
-                               p: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Share of the whole pool, at its equilibrium shares, that survives each fraction.
-
-        ``f_B S_B + (1 - f_B) sum_c w_c S_c`` with the per-fraction survivals of
-        :meth:`fraction_survival` (coverage, beta and the Lea-Catcheside factor included). Its
-        product over a course is the pool's survival if every fraction found the pool back at its
-        equilibrium shares (complete refill) and nothing recovered in between.
-
-        Returns:
-            ``[B, K]`` (1 at padded fractions).
-        """
-        s_blood, s_tis, _ = self.fraction_survival(inputs, p)
-        s_pool = self._pool_average(p, s_blood, s_tis)
-        return torch.where(inputs.fraction_mask, s_pool, torch.ones_like(s_pool))
-
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: KineticsInputs, theta: torch.Tensor) -> RecirculationOutput:
         """Simulate ALC on days 0..n_days-1 for the batch (``theta`` ``[B, P]`` or ``[P]``)."""

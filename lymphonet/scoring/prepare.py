@@ -19,7 +19,7 @@ import numpy as np
 from lymphonet.data.batch import plan_arrays
 from lymphonet.data.images import image_from_plan, resample_fast
 from lymphonet.dosimetry.plan_features import features_of_plan
-from lymphonet.dosimetry.red_marrow import SITE_PREFIX, age_note
+from lymphonet.dosimetry.red_marrow import RED_MARROW_SHARE, SITE_PREFIX, age_note
 from lymphonet.io.plan import read_plan
 
 Backend = Literal["torch", "onnx", "torchscript"]
@@ -129,8 +129,9 @@ def plan_warnings(record, plan, encoder, horizon_days: int) -> list[str]:
                    "encoded as 'other'")
     bones = [n for n, m in plan.structures.masks.items()
              if (n == "bone_marrow" or n.startswith(SITE_PREFIX)) and m.any()]
-    if bones:
-        note = age_note(record.age, by_site=any(n.startswith(SITE_PREFIX) for n in bones))
+    named = {n[len(SITE_PREFIX):] in RED_MARROW_SHARE for n in bones if n != "bone_marrow"}
+    for by_site in sorted(named | ({False} if "bone_marrow" in bones else set()), reverse=True):
+        note = age_note(record.age, by_site=by_site)  # named sites, or bone by the volume rule
         out += [note] if note else []
     if plan.beam_on_assumed:
         out.append(f"beam-on time assumed {plan.beam_on_time_s:g} s per fraction (the manifest "

@@ -16,7 +16,7 @@ value`` and a prediction column) and the fitted physical parameters.
   the published risk ratio's 95% interval (Katz log method from the arms' counts): a pair whose
   arms are small can miss the factor 1.5 by sampling alone.
 
-:func:`maclennan_bound` estimates what the first check asks of a core that kills by direct
+:func:`maclennan_estimate` estimates what the first check asks of a core that kills by direct
 irradiation: the share of the body's lymphocytes that would have to sit in the field at every
 fraction for 24 Gy in 20 fractions to leave at most 0.55 of what 5 fractions leave (a
 complete-refill estimate; its assumptions are in its docstring).
@@ -56,8 +56,8 @@ def _maclennan(report: pd.DataFrame, column: str) -> list[Check]:
 
 
 @dataclass(frozen=True)
-class FractionationBound:
-    """The complete-refill estimate of :func:`maclennan_bound`.
+class FractionationEstimate:
+    """The complete-refill estimate of :func:`maclennan_estimate`.
 
     Attributes:
         alpha_per_gy: Lymphocyte radiosensitivity assumed (1/Gy).
@@ -99,9 +99,9 @@ def surviving_share(n_fractions: int, total_dose_gy: float, alpha_per_gy: float,
     return float((1.0 - in_field_share * kill) ** n_fractions)
 
 
-def maclennan_bound(alpha_per_gy: float = 1.0, beta_per_gy2: float = 0.0,
-                    target_ratio: float = 0.55, total_dose_gy: float = 24.0,
-                    alc_5fx: float = 1.84) -> FractionationBound:
+def maclennan_estimate(alpha_per_gy: float = 1.0, beta_per_gy2: float = 0.0,
+                       target_ratio: float = 0.55, total_dose_gy: float = 24.0,
+                       alc_5fx: float = 1.84) -> FractionationEstimate:
     """Complete-refill estimate of the in-field share MacLennan's ratio needs.
 
     A pool dosed in the field at every fraction and refilled completely between fractions is the
@@ -110,9 +110,10 @@ def maclennan_bound(alpha_per_gy: float = 1.0, beta_per_gy2: float = 0.0,
     quadratic kill at the full fraction dose, a fixed share ``s`` in the field with complete
     refill, no production loss, no chemotherapy tied to the course, and both arms read the same
     time after their last fraction (recovery then pulls the ratio towards 1). It is an estimate,
-    not a bound for every core: partial refill, weekend gaps, a quadratic term or marrow
-    production loss over the 20-fraction arm's longer course can each lower the ratio by a few
-    percent (a review found the required ``s`` lower by up to about 10% at the parameter corners).
+    not a bound for every core: partial refill between daily fractions with weekend gaps lowers
+    the required ``s`` by up to about 7% in a two-pool walk (tested: never by more than 10%), and
+    marrow production loss over the 20-fraction arm's longer course lowers the ratio by a few
+    percent at the parameter corners (found in review).
     The ratio is U-shaped in ``s`` (1 at ``s`` = 0 and, all cells dosed alike, at ``s`` = 1); this
     returns the smallest ``s`` that reaches ``target_ratio``.
 
@@ -124,7 +125,7 @@ def maclennan_bound(alpha_per_gy: float = 1.0, beta_per_gy2: float = 0.0,
         alc_5fx: Published mean ALC of the 5-fraction arm (10^9/L).
 
     Returns:
-        :class:`FractionationBound` (NaN fields when no share reaches the target).
+        :class:`FractionationEstimate` (NaN fields when no share reaches the target).
     """
     from scipy.optimize import brentq
 
@@ -136,15 +137,23 @@ def maclennan_bound(alpha_per_gy: float = 1.0, beta_per_gy2: float = 0.0,
     below = [k for k, s in enumerate(grid) if gap(s) <= 0]
     if not below:
         nan = float("nan")
-        return FractionationBound(alpha_per_gy, beta_per_gy2, nan, nan, nan)
+        return FractionationEstimate(alpha_per_gy, beta_per_gy2, nan, nan, nan)
     k = below[0]
     s = float(brentq(gap, grid[k - 1], grid[k])) if k > 0 else float(grid[0])
     s5 = surviving_share(5, total_dose_gy, alpha_per_gy, s, beta_per_gy2)
-    return FractionationBound(alpha_per_gy, beta_per_gy2, s, s5, alc_5fx / s5)
+    return FractionationEstimate(alpha_per_gy, beta_per_gy2, s, s5, alc_5fx / s5)
 
 
 def photon_particle_pairs(report: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
-    """(photon row, particle row) of one study with the same statistic, window and threshold."""
+    """The (photon row, particle row) pairs of a report: rows of one study (the id's prefix) with
+    the same statistic and threshold (a photon row without a threshold pairs with any).
+
+    Args:
+        report: Per-row report with ``id, modality, statistic`` (and ``threshold``).
+
+    Returns:
+        The pairs, as rows of ``report``.
+    """
     out = []
     study = report["id"].str.split("_").str[0]
     for _, g in report.assign(study=study).groupby("study"):
@@ -179,6 +188,8 @@ def _particle(report: pd.DataFrame, column: str) -> list[Check]:
             n_ci += 1
             in_ci += bool(lo <= predicted <= hi)
             note += f" [{lo:.2f}, {hi:.2f}]"
+        elif frac:
+            note += " [no interval: zero events or arm sizes missing; not in particle_ratio_in_ci]"
         notes.append(note + f", predicted {predicted:.2f}")
     n = len(pairs)
     checks = [Check("particle_direction", right / n, "every pair right", right == n,

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from scipy.optimize import minimize
 
+from lymphonet.kinetics.exposure import pool_dose_parts_gy, pool_fraction_survival
 from lymphonet.kinetics.recirculation import (
     RECIRCULATION_NAMES,
     RECIRCULATION_SPECS,
@@ -216,30 +217,38 @@ def held_out_at_size(report: pd.DataFrame, table: pd.DataFrame, ids: list[str], 
                      *, n_phantoms: int, seed: int = 0) -> pd.Series:
     """Held-out predictions of some rows again, on a larger virtual cohort.
 
-    The fit needs only a few dozen virtual patients per row, but a fraction of patients below a
-    threshold from 40 patients moves in steps of 1/40, and a particle/photon ratio of two such
-    fractions is mostly Monte-Carlo noise. Each row is predicted with the theta of the fit that
-    left its study out (``report.attrs["theta_held_out"]``) on ``n_per_row`` patients.
+    The fit needs only a few dozen virtual patients per row on a few anatomies, but a fraction of
+    n patients below a threshold moves in steps of 1/n, and a particle/photon ratio of two such
+    fractions from a few dozen patients is mostly Monte-Carlo noise. Each row is predicted with
+    the theta of the fit that left its study out (``report.attrs["theta_held_out"]``) on
+    ``n_per_row`` patients spread over ``n_phantoms`` anatomies per site (phantom ``k`` is the
+    same anatomy whatever their number, so the fit's anatomies are among them).
 
     Args:
         report: Output of :func:`leave_one_study_out`.
         table: The validated table the report was made from.
         ids: Row ids to predict again.
         n_per_row: Virtual patients per row.
-        n_phantoms: Phantoms per site (as in the fit).
+        n_phantoms: Phantoms (anatomies) per site.
         seed: Seed of the virtual patients.
 
     Returns:
         Predicted statistic per id.
     """
+    from lymphonet.errors import InputError
     from lymphonet.twin.literature import build_virtual_cohort
 
+    held = report.attrs.get("theta_held_out", {})
+    missing = sorted({study_of(i) for i in ids} - set(held))
+    if missing:
+        raise InputError(f"no held-out fit for {', '.join(missing)}: predict rows of studies "
+                         "the leave-one-study-out report left out", field="ids")
     sub = table[table["id"].isin(ids)].reset_index(drop=True)
     rc = RecirculationCohort.of(build_virtual_cohort(sub, n_per_row, n_phantoms=n_phantoms,
                                                      seed=seed), seed=seed)
     out = {}
     for r, rid in enumerate(sub["id"]):
-        theta = torch.tensor(report.attrs["theta_held_out"][study_of(rid)], dtype=torch.float64)
+        theta = torch.tensor(held[study_of(rid)], dtype=torch.float64)
         with torch.no_grad():
             out[rid] = float(rc.statistics(theta, rows=[r])[r])
     return pd.Series(out, name="held_out_large")
@@ -313,7 +322,8 @@ def plot_loso(report: pd.DataFrame, path) -> None:
 
 
 def _per_row(rc: RecirculationCohort, theta: torch.Tensor, per_patient, overrides=None) -> list:
-    """``per_patient(core, inputs, p)`` ``[b]`` averaged over each row's patients."""
+    """``per_patient(core, inputs, p)`` (``[b]`` or ``[b, m]``) averaged over each row's
+    patients."""
     core = RecirculationKinetics()
     out = []
     for sl in rc.cohort.slices:
@@ -321,40 +331,44 @@ def _per_row(rc: RecirculationCohort, theta: torch.Tensor, per_patient, override
         p = recirculation_params(theta[None, :] + rc.offsets[idx])
         p.update({k: torch.full_like(p[k], v) for k, v in (overrides or {}).items()})
         with torch.no_grad():
-            out.append(float(per_patient(core, rc.cohort.inputs.index(idx), p).mean()))
+            out.append(per_patient(core, rc.cohort.inputs.index(idx), p).mean(0).numpy())
     return out
 
 
-def in_field_share(rc: RecirculationCohort, theta: torch.Tensor) -> pd.Series:
+def in_field_share(rc: RecirculationCohort, theta: torch.Tensor) -> pd.DataFrame:
     """Per row, the dose-weighted share of the body's lymphocytes in the field at a fraction.
 
-    The row's patients' mean of the pool's mean dose per fraction
-    (:meth:`~lymphonet.kinetics.recirculation.RecirculationKinetics.pool_mean_dose_gy`, over the
-    real fractions) divided by the row's fraction dose.
+    The row's patients' mean of each compartment's part of the pool's mean dose per fraction
+    (:func:`~lymphonet.kinetics.exposure.pool_dose_parts_gy`, over the real fractions), divided by
+    the row's fraction dose.
 
     Args:
         rc: The virtual cohort.
         theta: Population theta ``[P]`` (the patients add their offsets).
 
     Returns:
-        Share (0..1) indexed by row id.
+        Indexed by row id: ``in_field_share`` (0..1) and its parts ``in_field_blood``,
+        ``in_field_<tissue>`` (they add up to it).
     """
-    def share(core, x, p):
-        mask = x.fraction_mask.to(x.blood_dose_q_gy.dtype)
-        return (core.pool_mean_dose_gy(x, p) * mask).sum(1) / mask.sum(1)
+    def parts(core, x, p):
+        mask = x.fraction_mask.to(x.blood_dose_q_gy.dtype)[..., None]
+        return (pool_dose_parts_gy(core, x, p) * mask).sum(1) / mask.sum(1)
 
-    dose = rc.cohort.table["dose_per_fraction_gy"].to_numpy(float)
-    return pd.Series(np.asarray(_per_row(rc, theta, share)) / dose, index=rc.cohort.table["id"],
-                     name="in_field_share")
+    dose = rc.cohort.table["dose_per_fraction_gy"].to_numpy(float)[:, None]
+    names = ["blood"] + [t.name for t in RecirculationKinetics().tissues]
+    out = pd.DataFrame(np.stack(_per_row(rc, theta, parts)) / dose,
+                       index=rc.cohort.table["id"], columns=[f"in_field_{n}" for n in names])
+    out.insert(0, "in_field_share", out.sum(1))
+    return out
 
 
 def complete_refill_survival(rc: RecirculationCohort, theta: torch.Tensor,
                              overrides: dict[str, float] | None = None) -> pd.Series:
     """Per row, the pool's survival over the course if every fraction found it back at its
     equilibrium shares and nothing recovered: the product of
-    :meth:`~lymphonet.kinetics.recirculation.RecirculationKinetics.pool_fraction_survival`, mean
-    over the row's patients (the fractionation estimate of
-    :func:`lymphonet.twin.literature_checks.maclennan_bound`, on the row's own doses).
+    :func:`~lymphonet.kinetics.exposure.pool_fraction_survival`, mean over the row's patients
+    (the fractionation estimate of :func:`lymphonet.twin.literature_checks.maclennan_estimate`,
+    on the row's own doses).
 
     Args:
         rc: The virtual cohort.
@@ -364,6 +378,7 @@ def complete_refill_survival(rc: RecirculationCohort, theta: torch.Tensor,
     Returns:
         Surviving share (0..1) indexed by row id.
     """
-    values = _per_row(rc, theta, lambda core, x, p: core.pool_fraction_survival(x, p).prod(1),
+    values = _per_row(rc, theta, lambda core, x, p: pool_fraction_survival(core, x, p).prod(1),
                       overrides)
-    return pd.Series(values, index=rc.cohort.table["id"], name="complete_refill_survival")
+    return pd.Series(np.asarray(values, float), index=rc.cohort.table["id"],
+                     name="complete_refill_survival")

@@ -193,6 +193,10 @@ def test_scoring_warns_for_a_child_with_bone_contours_only():
     assert len(site) == 1 and "skull" in site[0]
     generic = warnings(6.0, {"body": full, "bone_marrow": full})
     assert len(generic) == 1 and "1170 g" in generic[0]
+    unknown = warnings(6.0, {"body": full, "bone_marrow_humerus": full})  # volume rule
+    assert len(unknown) == 1 and "1170 g" in unknown[0]
+    mixed = warnings(6.0, {"body": full, "bone_marrow_cranium": full, "bone_marrow": full})
+    assert len(mixed) == 2 and "skull" in mixed[0] and "1170 g" in mixed[1]
     assert warnings(6.0, {"body": full}) == []
     assert warnings(6.0, {"body": full, "bone_marrow_cranium": empty}) == []
     assert warnings(50.0, {"body": full, "bone_marrow": full}) == []

@@ -205,14 +205,21 @@ def test_each_regimen_class_uses_its_own_chemotherapy_rate():
 def test_pool_summaries_ignore_padded_fractions():
     """A 5-fraction patient batched with a 40-fraction one: the padded slots neither dilute its
     pool mean dose nor kill anything."""
+    from lymphonet.kinetics.exposure import (
+        pool_dose_parts_gy,
+        pool_fraction_survival,
+        pool_mean_dose_gy,
+    )
     from lymphonet.kinetics.schedule import concat_inputs
 
     short, long = _inputs(5, blood_gy=1.0, nodes_gy=2.0), _inputs(40, blood_gy=1.0, nodes_gy=2.0)
     core = RecirculationKinetics()
     p = recirculation_params(torch.zeros(2, len(RECIRCULATION_SPECS), dtype=F64))
     both = concat_inputs([short, long])
-    dose, surv = core.pool_mean_dose_gy(both, p), core.pool_fraction_survival(both, p)
-    alone = core.pool_mean_dose_gy(short, recirculation_params(ZERO))
+    dose, surv = pool_mean_dose_gy(core, both, p), pool_fraction_survival(core, both, p)
+    alone = pool_mean_dose_gy(core, short, recirculation_params(ZERO))
+    parts = pool_dose_parts_gy(core, short, recirculation_params(ZERO))
+    torch.testing.assert_close(parts.sum(-1), alone)
     torch.testing.assert_close(dose[0, :5], alone[0])
     assert (dose[0, 5:] == 0).all() and (surv[0, 5:] == 1).all() and (surv[0, :5] < 1).all()
     # blood at its share f_B and the nodes' pool at 40% of the rest, covered 20%, both dosed

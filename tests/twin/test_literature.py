@@ -217,7 +217,7 @@ def test_literature_check_recirculation_cli_reports_held_out_and_the_maclennan_e
     # the pairs predicted again on as many patients as the fit: the same patients, the same theta
     rc = main(["literature-check", "--core", "recirculation", "--table", str(table), "--out",
                str(out), "--n-per-row", "8", "--n-phantoms", "1", "--quiet", "--strict",
-               "--pairs-n-per-row", "8"])
+               "--pairs-n-per-row", "8", "--pairs-n-phantoms", "0"])
     printed = capsys.readouterr().out
     rep = pd.read_csv(out)
     assert rep["held_out"].notna().all() and rep["in_sample"].notna().all()
@@ -234,4 +234,10 @@ def test_literature_check_recirculation_cli_reports_held_out_and_the_maclennan_e
     assert len(ratios) == 2 and all(0 < r < 1 for r in ratios) and ratios[1] <= ratios[0]
     assert "reaching 0.55 at alpha 1/Gy, beta 0.05/Gy^2: >= 6.2% of the lymphocytes" in printed
     assert rc == (1 if "MISS" in printed else 0)  # --strict exits 1 exactly when a check misses
-    assert out.with_suffix(".theta.json").exists()
+    saved = json.loads(out.with_suffix(".theta.json").read_text())
+    assert set(saved["theta_held_out"]) == {"maclennan1978", "pan"}  # the pairs can be redone
+    parts = pd.read_csv(out.with_suffix(".in_field.csv"), index_col="id")
+    np.testing.assert_allclose(parts.drop(columns="in_field_share").sum(1),
+                               parts["in_field_share"], atol=1e-5)
+    assert main(["literature-check", "--core", "recirculation", "--table", str(table), "--out",
+                 str(out), "--pairs-n-per-row", "-1"]) == 2

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lymphonet.errors import InputError
 from lymphonet.kinetics.recirculation import RECIRCULATION_NAMES
 from lymphonet.twin import literature as lit
 from lymphonet.twin import recirculation_fit as rf
@@ -61,6 +62,11 @@ def test_leave_one_study_out_predicts_each_study_from_the_others(small, tmp_path
     assert rf.weighted_error(report, "in_sample") <= rf.weighted_error(report, "held_out") + 1e-9
     lo, hi = rf.published_interval(report)
     assert np.all(lo <= report["value"]) and np.all(report["value"] <= hi) and np.all(lo >= 0)
+    # more patients per row: the same held-out theta, steps finer than 1/24
+    again = rf.held_out_at_size(report, small.cohort.table, ["eso_g3"], 96, n_phantoms=2, seed=1)
+    assert 0 <= again["eso_g3"] <= 1 and abs(again["eso_g3"] - report.loc[2, "held_out"]) < 0.3
+    with pytest.raises(InputError, match="no held-out fit for nope"):
+        rf.held_out_at_size(report, small.cohort.table, ["nope_arm"], 8, n_phantoms=1)
     rf.plot_loso(report, tmp_path / "loso.png")
     assert (tmp_path / "loso.png").stat().st_size > 10_000
 
@@ -93,8 +99,13 @@ def test_identifiability_says_when_the_point_is_not_a_minimum(small, monkeypatch
 
 def test_in_field_share_is_the_dose_weighted_share_of_the_pool(small):
     theta = torch.zeros(len(RECIRCULATION_NAMES), dtype=torch.float64)
-    share = rf.in_field_share(small, theta)
+    parts = rf.in_field_share(small, theta)
+    share = parts["in_field_share"]
     assert list(share.index) == list(small.cohort.table["id"])
+    np.testing.assert_allclose(parts.drop(columns="in_field_share").sum(1), share, rtol=1e-12)
+    # a cranial field: mostly skull marrow, next to no lymph nodes
+    assert parts.loc["mac5_arm", "in_field_lymph_nodes"] < 0.01 * share["mac5_arm"]
+    assert parts.loc["mac5_arm"].drop("in_field_share").idxmax() == "in_field_bone_marrow"
     assert ((share > 0) & (share < 1)).all()
     # a cranial field holds few lymphocytes; a thoracic field with nodes, marrow and lungs more
     assert share["mac5_arm"] < 0.02 < share["eso_g3"]
