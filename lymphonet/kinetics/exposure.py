@@ -15,15 +15,11 @@ from lymphonet.kinetics.recirculation import RecirculationKinetics
 from lymphonet.kinetics.schedule import KineticsInputs
 
 
-def _pool_average(core: RecirculationKinetics, p: dict[str, torch.Tensor], blood: torch.Tensor,
-                  tissues: torch.Tensor) -> torch.Tensor:
-    """``f_B blood + (1 - f_B) sum_c w_c tissues_c`` over a trailing tissue axis ``[..., C]``
-    (``w_c`` the tissue shares): a per-compartment quantity averaged over the whole pool at
-    its equilibrium shares."""
-    share = torch.tensor([t.share for t in core.tissues], dtype=blood.dtype,
-                         device=blood.device)
-    f_b = p["blood_share"].reshape(-1, *([1] * (blood.dim() - 1)))
-    return f_b * blood + (1 - f_b) * (tissues * share / share.sum()).sum(-1)
+def _pool_weights(core: RecirculationKinetics, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each compartment's share of the whole pool at equilibrium, ``[B, 1 + C]``: blood ``f_B``,
+    then tissue ``c`` ``(1 - f_B) w_c`` (the core's own equilibrium pools, per unit of pool)."""
+    f_b = p["blood_share"]
+    return torch.cat([f_b[:, None], core.tissue_pools(p, f_b)], 1)
 
 
 def pool_dose_parts_gy(core: RecirculationKinetics, inputs: KineticsInputs,
@@ -55,11 +51,7 @@ def pool_dose_parts_gy(core: RecirculationKinetics, inputs: KineticsInputs,
             col = core.organ_index[t.name]
             if col is not None:
                 tissues[..., j] = (cov[:, col] * organs[:, col].mean(-1))[:, None]
-    share = torch.tensor([t.share for t in core.tissues], dtype=blood.dtype,
-                         device=blood.device)
-    f_b = p["blood_share"][:, None]
-    parts = torch.cat([(f_b * blood)[..., None],
-                       (1 - f_b)[..., None] * tissues * share / share.sum()], -1)
+    parts = _pool_weights(core, p)[:, None, :] * torch.cat([blood[..., None], tissues], -1)
     return parts * inputs.fraction_mask[..., None]
 
 
@@ -87,8 +79,8 @@ def pool_fraction_survival(core: RecirculationKinetics, inputs: KineticsInputs,
     """Share of the whole pool, at its equilibrium shares, that survives each fraction.
 
     ``f_B S_B + (1 - f_B) sum_c w_c S_c`` with the per-fraction survivals of
-    :meth:`RecirculationKinetics.fraction_survival` (coverage, beta and the Lea-Catcheside factor included). Its
-    product over a course is the pool's survival if every fraction found the pool back at its
+    :meth:`RecirculationKinetics.fraction_survival` (coverage, beta and the Lea-Catcheside
+    factor included). Its product over a course is the pool's survival if every fraction found the pool back at its
     equilibrium shares (complete refill) and nothing recovered in between.
 
     Args:
@@ -100,5 +92,5 @@ def pool_fraction_survival(core: RecirculationKinetics, inputs: KineticsInputs,
         ``[B, K]`` (1 at padded fractions).
     """
     s_blood, s_tis, _ = core.fraction_survival(inputs, p)
-    s_pool = _pool_average(core, p, s_blood, s_tis)
+    s_pool = (_pool_weights(core, p)[:, None, :] * torch.cat([s_blood[..., None], s_tis], -1)).sum(-1)
     return torch.where(inputs.fraction_mask, s_pool, torch.ones_like(s_pool))

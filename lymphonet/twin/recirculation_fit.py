@@ -20,6 +20,7 @@ from lymphonet.kinetics.exposure import pool_dose_parts_gy, pool_fraction_surviv
 from lymphonet.kinetics.recirculation import (
     RECIRCULATION_NAMES,
     RECIRCULATION_SPECS,
+    TISSUES,
     RecirculationKinetics,
     recirculation_params,
 )
@@ -355,7 +356,7 @@ def in_field_share(rc: RecirculationCohort, theta: torch.Tensor) -> pd.DataFrame
         return (pool_dose_parts_gy(core, x, p) * mask).sum(1) / mask.sum(1)
 
     dose = rc.cohort.table["dose_per_fraction_gy"].to_numpy(float)[:, None]
-    names = ["blood"] + [t.name for t in RecirculationKinetics().tissues]
+    names = ["blood"] + [t.name for t in TISSUES]
     out = pd.DataFrame(np.stack(_per_row(rc, theta, parts)) / dose,
                        index=rc.cohort.table["id"], columns=[f"in_field_{n}" for n in names])
     out.insert(0, "in_field_share", out.sum(1))
